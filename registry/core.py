@@ -1,0 +1,129 @@
+"""The catalogue's mechanism: components registered by kind and name, each with its config model.
+
+A component *is* its pydantic config class: the class validates the spec section that names it,
+documents its fields (so `sgl schema` and `sgl components` come from it) and builds the runtime
+object through its ``build`` method, which imports torch lazily. Keeping registration light means
+`sgl validate` and `sgl --help` never pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Callable, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+#: The kinds of component a spec can name, with the key that names the component in its section.
+KINDS: dict[str, str] = {
+    "search_space": "kind",   # learners.<name>.kind (searchable learners)
+    "model": "kind",          # learners.<name>.kind (fixed learners)
+    "dataset": "name",        # data.dataset.name
+    "optimizer": "name",      # optim.weights.name, optim.arch.name
+    "scheduler": "name",      # optim.schedule.name
+    "pseudo_labeler": "name", # pseudo_labels.name
+    "hypergradient": "method",  # hypergradient.method
+}
+
+PLUGIN_GROUP = "sgl.plugins"
+
+
+class RegistryError(LookupError):
+    """A name that is not in the catalogue, or a component registered twice."""
+
+
+class ComponentConfig(BaseModel):
+    """Base of every component's config: unknown keys are errors, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    config: type[ComponentConfig]
+    module: str
+
+    @property
+    def doc(self) -> str:
+        return (self.config.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+_ENTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_version = 0  # bumped on every registration so cached spec models know to rebuild
+
+C = TypeVar("C", bound=type[ComponentConfig])
+
+
+def register(kind: str, name: str) -> Callable[[C], C]:
+    """Class decorator: register a config class as component ``name`` of ``kind``.
+
+    The class must declare its discriminator field (``KINDS[kind]``) as ``Literal[name]`` with that
+    default, so a spec section selects it by name and errors speak of this variant only.
+    """
+    if kind not in KINDS:
+        raise RegistryError(f"unknown component kind {kind!r}; known: {', '.join(KINDS)}")
+
+    def decorate(cls: C) -> C:
+        key = KINDS[kind]
+        field = cls.model_fields.get(key)
+        if field is None or typing.get_args(field.annotation) != (name,) or field.default != name:
+            raise RegistryError(
+                f"{cls.__qualname__}: a {kind} config must declare "
+                f"`{key}: Literal[{name!r}] = {name!r}`"
+            )
+        existing = _ENTRIES[kind].get(name)
+        if existing is not None and existing.config is not cls:
+            raise RegistryError(f"{kind} {name!r} is already registered by {existing.module}")
+        global _version
+        _ENTRIES[kind][name] = Entry(kind, name, cls, cls.__module__)
+        _version += 1
+        return cls
+
+    return decorate
+
+
+def get(kind: str, name: str) -> Entry:
+    try:
+        return _ENTRIES[kind][name]
+    except KeyError:
+        known = ", ".join(sorted(_ENTRIES.get(kind, {}))) or "none"
+        raise RegistryError(f"unknown {kind} {name!r}; known: {known}") from None
+
+
+def names(kind: str) -> list[str]:
+    return sorted(_ENTRIES[kind])
+
+
+def entries(kind: str | None = None) -> list[Entry]:
+    kinds = [kind] if kind else list(KINDS)
+    return [_ENTRIES[k][n] for k in kinds for n in sorted(_ENTRIES[k])]
+
+
+def version() -> int:
+    return _version
+
+
+_loaded_plugins: set[str] = set()
+
+
+def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
+    """Import third-party components: the ``sgl.plugins`` entry points and the given modules.
+
+    Nothing else is imported implicitly. Returns the modules newly imported.
+    """
+    loaded = []
+    for ep in metadata.entry_points(group=PLUGIN_GROUP):
+        if ep.value not in _loaded_plugins:
+            ep.load()
+            _loaded_plugins.add(ep.value)
+            loaded.append(ep.value)
+    for module in modules:
+        if module not in _loaded_plugins:
+            importlib.import_module(module)
+            _loaded_plugins.add(module)
+            loaded.append(module)
+    return loaded

@@ -1,0 +1,111 @@
+"""Datasets a spec can name (configs here; loading code beside).
+
+``build`` returns a ``DataBundle``: the training set (with the dataset's standard augmentation),
+the test set (evaluation transform) and the ``Task``. The engine splits the training set into
+train / val / unlabeled, deterministically from the seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, PositiveInt
+
+from ..core import ComponentConfig, register
+
+if TYPE_CHECKING:
+    from .base import DataBundle
+
+
+class DatasetConfig(ComponentConfig):
+    def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
+        """Load the data. Relative roots resolve against ``base_dir`` (the spec's folder)."""
+        raise NotImplementedError
+
+    def num_train(self) -> int | None:
+        """Size of the training set when known without loading it (for planning)."""
+        return None
+
+
+@register("dataset", "digits")
+class DigitsConfig(DatasetConfig):
+    """scikit-learn's 1,797 handwritten 8x8 digits: real data that ships inside the wheel, no download."""
+
+    name: Literal["digits"] = "digits"
+    size: PositiveInt = Field(8, description="Resize the images to size x size (8 keeps them as they are).")
+    channels: Literal[1, 3] = Field(1, description="1 (grey) or 3 (grey repeated, CIFAR-shaped).")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Held out as the test set, stratified, from the seed.")
+
+    def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
+        from .digits import load_digits_bundle
+
+        return load_digits_bundle(self, seed=seed, cutout=cutout)
+
+    def num_train(self) -> int:
+        return 1797 - round(1797 * self.test_fraction)
+
+
+class CifarConfig(DatasetConfig):
+    root: Path = Field(Path("data/cifar"), description="Folder holding the CIFAR python batches (relative to the spec).")
+    download: bool = Field(False, description="Download into root when missing (needs a network).")
+    augment: bool = Field(True, description="Random crop with 4-pixel padding and horizontal flip for training.")
+
+    def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
+        from .cifar import load_cifar_bundle
+
+        return load_cifar_bundle(self, base_dir=base_dir, cutout=cutout)
+
+    def num_train(self) -> int:
+        return 50_000
+
+
+@register("dataset", "cifar10")
+class Cifar10Config(CifarConfig):
+    """CIFAR-10 through torchvision, normalised as DARTS does."""
+
+    name: Literal["cifar10"] = "cifar10"
+
+
+@register("dataset", "cifar100")
+class Cifar100Config(CifarConfig):
+    """CIFAR-100 through torchvision, normalised as DARTS does."""
+
+    name: Literal["cifar100"] = "cifar100"
+
+
+@register("dataset", "imagenet_folder")
+class ImageNetFolderConfig(DatasetConfig):
+    """An ImageNet-layout folder (root/train/<class>/*, root/val/<class>/*) read with ImageFolder."""
+
+    name: Literal["imagenet_folder"] = "imagenet_folder"
+    root: Path = Field(Path("data/imagenet"), description="Folder with train/ and val/ (relative to the spec).")
+    subset: float | None = Field(
+        None, gt=0, le=1, description="Keep this fraction of training images per class (0.1, 0.025), drawn from the seed."
+    )
+    image_size: PositiveInt = Field(224, description="Training crop and evaluation centre-crop size.")
+
+    def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
+        from .imagenet import load_imagenet_bundle
+
+        return load_imagenet_bundle(self, base_dir=base_dir, seed=seed, cutout=cutout)
+
+
+@register("dataset", "fake")
+class FakeConfig(DatasetConfig):
+    """Random images and labels of any shape, generated from the seed (for tests and benchmarks)."""
+
+    name: Literal["fake"] = "fake"
+    train_size: PositiveInt = Field(256, description="Training images.")
+    test_size: PositiveInt = Field(64, description="Test images.")
+    image_size: PositiveInt = Field(32, description="Height and width.")
+    channels: PositiveInt = Field(3, description="Channels.")
+    num_classes: PositiveInt = Field(10, description="Classes.")
+
+    def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
+        from .fake import load_fake_bundle
+
+        return load_fake_bundle(self, seed=seed, cutout=cutout)
+
+    def num_train(self) -> int:
+        return self.train_size

@@ -1,0 +1,67 @@
+"""Fixed learners: networks with no architecture to search (configs here; torch code beside).
+
+A built model is an ``nn.Module`` whose ``forward(x)`` returns logits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt
+
+from ..core import ComponentConfig, register
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..task import Task
+
+
+class ModelConfig(ComponentConfig):
+    searchable: ClassVar[bool] = False
+
+    def build(self, task: Task) -> nn.Module:
+        raise NotImplementedError
+
+
+@register("model", "torchvision")
+class TorchvisionConfig(ModelConfig):
+    """Any torchvision classification model, built by name with the dataset's number of classes."""
+
+    kind: Literal["torchvision"] = "torchvision"
+    model: str = Field("resnet18", description="A name from torchvision.models.list_models(torchvision.models).")
+    pretrained: bool = Field(False, description="Load torchvision's default weights (downloads them once).")
+    small_input: bool | None = Field(
+        None,
+        description="Replace the stem with a stride-1 3x3 conv and drop the stem max-pool; "
+        "default: when images are smaller than 64 pixels.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the constructor.")
+
+    def build(self, task: Task) -> nn.Module:
+        from .torchvision_model import build_torchvision
+
+        return build_torchvision(self, task)
+
+
+@register("model", "genotype")
+class GenotypeNetConfig(ModelConfig):
+    """A network stacked from the cells of a genotype (DARTS' NetworkCIFAR / NetworkImageNet)."""
+
+    kind: Literal["genotype"] = "genotype"
+    genotype: str = Field(
+        "DARTS_V2",
+        description="A named genotype (DARTS_V1, DARTS_V2, PC_DARTS, PDARTS) or a genotype JSON file.",
+    )
+    channels: PositiveInt = Field(36, description="Initial channels.")
+    layers: PositiveInt = Field(20, description="Cells; reductions at layers//3 and 2·layers//3.")
+    auxiliary: bool = Field(False, description="Add the auxiliary head after the second reduction.")
+    drop_path: NonNegativeFloat = Field(0.0, lt=1, description="Drop-path probability (scaled up over training).")
+    variant: Literal["auto", "cifar", "imagenet"] = Field(
+        "auto", description="Stem: CIFAR (3x3, stride 1) or ImageNet (two stride-2 stems); auto picks by image size."
+    )
+
+    def build(self, task: Task) -> nn.Module:
+        from .genotype_net import build_genotype_network
+
+        return build_genotype_network(self, task)
