@@ -1,0 +1,134 @@
+"""The `sgl` command. Thin: parse arguments, call the engine, print, map errors to exit codes.
+
+Exit codes: 0 success, 1 a run failed (e.g. a non-finite loss), 2 bad input (spec, paths,
+arguments). Bad input never prints a traceback unless --debug is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .load import SpecError
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(click.ClickException):
+    """An error in what the user gave us: printed as is, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _spec_errors(fn):
+    """Turn SpecError (and friends) into clean messages unless --debug."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            if ctx.obj.get("debug"):
+                raise
+            raise UserError("\n".join(map(str, exc.problems))) from None
+
+    return wrapper
+
+
+def _console():
+    """A rich console; wide enough when output goes to a file or a pipe, so lines are not cut."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 140))
+    return console
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="sgl", prog_name="sgl")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """sgl: Small-Group Learning neural architecture search from one YAML spec."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_spec_errors
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
+    from .compile import compile_spec
+
+    failures = []
+    for path in specs:
+        try:
+            compiled = compile_spec(path)
+        except SpecError as exc:
+            failures.extend(exc.problems)
+            continue
+        graph = compiled.graph
+        click.echo(f"ok: {path} ({len(graph.learners)} learners, {len(graph.phases)} stages, {graph.total_epochs} epochs)")
+    if failures:
+        raise SpecError(failures)
+
+
+@main.command("plan")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@_spec_errors
+def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str) -> None:
+    """Show the stage graph a spec compiles to (overrides as key.path=value)."""
+    from .compile import compile_spec
+    from . import plan_view
+
+    graph = compile_spec(spec, overrides).graph
+    if fmt == "json":
+        click.echo(plan_view.plan_json(graph))
+    elif fmt == "dot":
+        click.echo(plan_view.plan_dot(graph), nl=False)
+    else:
+        from rich.console import Console
+
+        plan_view.plan_text(graph, _console())
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """JSON Schema of the spec, registered components included (for editors)."""
+    from .schema_file import schema_text
+
+    text = schema_text()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("kind", required=False)
+def components(kind: str | None) -> None:
+    """List the registered components (of one KIND) with their fields."""
+    from sgl import registry
+
+    from .components_view import print_components
+
+    if kind is not None and kind not in registry.KINDS:
+        raise UserError(f"unknown kind {kind!r}; known: {', '.join(registry.KINDS)}")
+    registry.load_plugins()
+    print_components(_console(), kind)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

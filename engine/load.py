@@ -1,0 +1,392 @@
+"""Reading specs: safe YAML with every value's position, `extends:`, dotted overrides, validation.
+
+Every problem becomes a ``Problem`` (file:line:col, key path, message) and all of them are raised
+together as one ``SpecError``, so a user fixes a spec in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from . import spec as spec_models
+
+KeyPath = tuple[Any, ...]
+
+#: The only tags a spec may carry: YAML's core schema. Python tags are refused, not constructed.
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+}
+
+
+@dataclass(frozen=True)
+class Pos:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Problem:
+    pos: Pos | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.pos}: " if self.pos else ""
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+class SpecError(Exception):
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+def dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+@dataclass
+class Document:
+    """A spec as plain data, with where each key and value came from."""
+
+    data: dict[str, Any]
+    path: Path
+    keys: dict[KeyPath, Pos] = field(default_factory=dict)    # position of each mapping key
+    values: dict[KeyPath, Pos] = field(default_factory=dict)  # position of each value
+    sources: list[Path] = field(default_factory=list)         # the spec and the files it extends
+
+    def pos(self, path: KeyPath, *, key: bool = False) -> Pos | None:
+        """The position of the deepest prefix of ``path`` that the document has."""
+        table = self.keys if key else self.values
+        for n in range(len(path), -1, -1):
+            prefix = tuple(path[:n])
+            hit = table.get(prefix) or self.values.get(prefix)
+            if hit is not None:
+                return hit
+        return Pos(str(self.path), 1, 1)
+
+
+# --------------------------------------------------------------------------- YAML with positions
+
+
+def _mark(file: str, node: Node) -> Pos:
+    return Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Reader:
+    def __init__(self, file: str):
+        self.file = file
+        self.yaml = YAML(typ="safe", pure=True)
+        self.keys: dict[KeyPath, Pos] = {}
+        self.values: dict[KeyPath, Pos] = {}
+        self.problems: list[Problem] = []
+
+    def read(self, text: str) -> Any:
+        try:
+            node = self.yaml.compose(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            pos = Pos(self.file, mark.line + 1, mark.column + 1) if mark else Pos(self.file, 1, 1)
+            raise SpecError([Problem(pos, "", f"YAML syntax error: {exc.problem or exc.context}")]) from None
+        if node is None:
+            return {}
+        return self._node(node, ())
+
+    def _node(self, node: Node, path: KeyPath) -> Any:
+        self.values[path] = _mark(self.file, node)
+        if node.tag not in _SAFE_TAGS:
+            self.problems.append(
+                Problem(_mark(self.file, node), dotted(path), f"tag {node.tag!r} is not allowed in a spec (plain YAML only)")
+            )
+            return None
+        if isinstance(node, MappingNode):
+            out: dict[Any, Any] = {}
+            merged: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                    for source in sources:
+                        value = self._node(source, path)
+                        if isinstance(value, dict):
+                            merged = {**value, **merged}
+                    continue
+                key = self._scalar(key_node)
+                if key in out:
+                    first = self.keys[path + (key,)]
+                    self.problems.append(
+                        Problem(_mark(self.file, key_node), dotted(path + (key,)), f"duplicate key (first at line {first.line})")
+                    )
+                    continue
+                self.keys[path + (key,)] = _mark(self.file, key_node)
+                out[key] = self._node(value_node, path + (key,))
+            return {**merged, **out}
+        if isinstance(node, SequenceNode):
+            return [self._node(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            self.problems.append(Problem(_mark(self.file, node), "", "mapping keys must be plain scalars"))
+            return None
+        return self.yaml.constructor.construct_object(node, deep=True)
+
+
+def read_yaml(text: str, file: str) -> Document:
+    reader = _Reader(file)
+    data = reader.read(text)
+    if reader.problems:
+        raise SpecError(reader.problems)
+    if not isinstance(data, dict):
+        raise SpecError([Problem(Pos(file, 1, 1), "", "a spec must be a mapping of keys to values")])
+    return Document(data, Path(file), reader.keys, reader.values, [Path(file)])
+
+
+# --------------------------------------------------------------------------- extends and overrides
+
+
+def load_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
+    path = Path(path)
+    doc = _load_with_bases(path, ())
+    for number, text in enumerate(overrides, 1):
+        apply_override(doc, text, number)
+    return doc
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise SpecError([Problem(Pos(str(path), 1, 1), "extends", f"extends cycle: {cycle}")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(None, "", f"cannot read spec {str(path)!r}: {exc.strerror or exc}")]) from None
+    doc = read_yaml(text, str(path))
+    bases = doc.data.pop("extends", None)
+    if bases is None:
+        return doc
+    base_list = [bases] if isinstance(bases, str) else bases
+    if not isinstance(base_list, list) or not all(isinstance(b, str) for b in base_list):
+        raise SpecError([Problem(doc.values.get(("extends",)), "extends", "must be a file name or a list of file names")])
+    merged: Document | None = None
+    for i, base in enumerate(base_list):
+        base_path = path.parent / base
+        if not base_path.is_file():
+            where = doc.values.get(("extends", i) if isinstance(bases, list) else ("extends",))
+            raise SpecError([Problem(where, "extends", f"no such file: {str(base_path)!r}")])
+        base_doc = _load_with_bases(base_path, (*chain, resolved))
+        merged = base_doc if merged is None else _merge(merged, base_doc)
+    assert merged is not None
+    result = _merge(merged, doc)
+    result.path = path
+    return result
+
+
+def _merge(base: Document, over: Document) -> Document:
+    """Deep merge: maps merge key by key, everything else (lists included) is replaced."""
+
+    def merge(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {**a, **{k: merge(a[k], v) if k in a else v for k, v in b.items()}}
+        return b
+
+    data = merge(base.data, over.data)
+    keys: dict[KeyPath, Pos] = {}
+    values: dict[KeyPath, Pos] = {}
+
+    def walk(node: Any, path: KeyPath) -> None:
+        # A position comes from the file whose value survived the merge.
+        owner = over if path in over.values else base
+        if path in owner.values:
+            values[path] = owner.values[path]
+        if path in owner.keys:
+            keys[path] = owner.keys[path]
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in children:
+            walk(v, path + (k,))
+
+    walk(data, ())
+    return Document(data, over.path, keys, values, [*over.sources, *base.sources])
+
+
+def apply_override(doc: Document, text: str, number: int = 1) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to the document in place."""
+    origin = Pos(f"<override {number}: {text}>", 0, 0)
+    key_text, sep, value_text = text.partition("=")
+    if not sep or not key_text.strip():
+        raise SpecError([Problem(origin, "", "an override must look like key.path=value")])
+    path: KeyPath = tuple(int(p) if p.isdigit() else p for p in key_text.strip().split("."))
+    if path[0] == "extends":
+        raise SpecError([Problem(origin, "extends", "extends cannot be overridden")])
+    value = _Reader(origin.file).read(value_text) if value_text.strip() else None
+    node: Any = doc.data
+    for depth, part in enumerate(path[:-1]):
+        here = path[: depth + 1]
+        if isinstance(node, dict):
+            node = node.setdefault(part, {})
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            raise SpecError([Problem(origin, dotted(here), f"no such key to override (at {dotted(path[:depth]) or 'top level'})")])
+    last = path[-1]
+    if isinstance(node, dict):
+        node[last] = value
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+    else:
+        raise SpecError([Problem(origin, dotted(path), "no such key to override")])
+    for table in (doc.keys, doc.values):
+        for stale in [p for p in table if p[: len(path)] == path]:
+            del table[stale]
+    doc.keys[path] = origin
+    doc.values[path] = origin
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(doc: Document) -> BaseModel:
+    """Validate a document against the Spec model; all problems at once, with positions."""
+    from sgl import registry
+
+    plugins = doc.data.get("plugins") or []
+    if isinstance(plugins, list):
+        problems = []
+        for i, module in enumerate(plugins):
+            try:
+                registry.load_plugins([module])
+            except Exception as exc:  # a plugin that fails to import is the user's input error
+                problems.append(Problem(doc.pos(("plugins", i)), f"plugins.{i}", f"cannot import {module!r}: {exc}"))
+        if problems:
+            raise SpecError(problems)
+    registry.load_plugins()
+    model = spec_models.spec_model()
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise SpecError(_problems(doc, exc)) from None
+
+
+def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> tuple[BaseModel, Document]:
+    doc = load_document(path, overrides)
+    return validate(doc), doc
+
+
+def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
+    problems = []
+    seen = set()
+    for error in exc.errors():
+        problem = _problem(doc, error)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            problems.append(problem)
+    return sorted(problems, key=lambda p: (p.pos.file, p.pos.line, p.pos.col) if p.pos else ("", 0, 0))
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[KeyPath, KeyPath]:
+    """Split a pydantic loc into the part that exists in the data and the rest (union tags dropped)."""
+    path: list[Any] = []
+    node = data
+    rest = list(loc)
+    while rest:
+        part = rest[0]
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and len(rest) > 1 and rest[1] in node:
+            rest.pop(0)  # a union member's tag, e.g. ('learners', 'a', 'darts', 'channels')
+            continue
+        else:
+            break
+        path.append(part)
+        rest.pop(0)
+    return tuple(path), tuple(p for p in rest if not isinstance(p, str) or not p.startswith("function-"))
+
+
+def _suggest(word: Any, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _problem(doc: Document, error: dict[str, Any]) -> Problem:
+    kind = error["type"]
+    path, rest = _data_path(doc.data, tuple(error["loc"]))
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif message.startswith("Assertion failed, "):
+        message = message[len("Assertion failed, ") :]
+    if kind == "extra_forbidden":
+        parent, key = path[:-1], path[-1]
+        allowed = spec_models.allowed_keys(parent, doc.data)
+        return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{_suggest(key, allowed)}")
+    if kind == "missing":
+        full = path + rest
+        return Problem(doc.pos(path, key=True), dotted(full), "missing required key")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _tag_problem(doc, path, error)
+    full = path + rest
+    text = message[0].lower() + message[1:] if message else message
+    if kind not in ("value_error", "assertion_error") and "input" in error and not isinstance(error["input"], (dict, list)):
+        text = f"{text} (got {error['input']!r})"
+    return Problem(doc.pos(path), dotted(full), text)
+
+
+def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem:
+    ctx = error.get("ctx") or {}
+    key = str(ctx.get("discriminator", "")).strip("'") or "type"
+    expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
+    if not expected:
+        expected = _known_for(path)
+    section = dotted(path)
+    what = _section_kind(path)
+    node: Any = doc.data
+    for p in path:
+        node = node[p]
+    if isinstance(node, dict) and key in node:
+        tag = node[key]
+        known = ", ".join(sorted(expected))
+        return Problem(
+            doc.pos(path + (key,)),
+            dotted(path + (key,)),
+            f"unknown {what} {tag!r}{_suggest(tag, expected)}; known: {known}",
+        )
+    if not isinstance(node, dict):
+        return Problem(doc.pos(path), section, f"expected a mapping with '{key}' (one of: {', '.join(sorted(expected))})")
+    return Problem(doc.pos(path), section, f"missing '{key}' (one of: {', '.join(sorted(expected))})")
+
+
+def _known_for(path: KeyPath) -> list[str]:
+    from sgl import registry
+
+    kinds = {"learner kind": ("search_space", "model"), "dataset": ("dataset",), "optimizer": ("optimizer",),
+             "scheduler": ("scheduler",), "pseudo-labeler": ("pseudo_labeler",),
+             "hypergradient method": ("hypergradient",), "stage type": ()}
+    if _section_kind(path) == "stage type":
+        return ["train", "derive", "evaluate"]
+    return [n for kind in kinds.get(_section_kind(path), ()) for n in registry.names(kind)]
+
+
+def _section_kind(path: KeyPath) -> str:
+    if path[:1] == ("learners",):
+        return "learner kind"
+    names = {"dataset": "dataset", "weights": "optimizer", "arch": "optimizer", "optimizer": "optimizer",
+             "schedule": "scheduler", "pseudo_labels": "pseudo-labeler", "hypergradient": "hypergradient method"}
+    for part in reversed(path):
+        if part in names:
+            return names[part]
+    return "stage type" if path[:1] == ("stages",) else "value"

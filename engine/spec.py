@@ -1,0 +1,310 @@
+"""The spec's pydantic models: the single source of truth for every key, default and description.
+
+Sections that name registry components (learners, dataset, optimizers, ...) are discriminated
+unions over what the registry holds when ``spec_model()`` is called, so plugins extend the spec and
+its JSON schema without touching this file. Everything else is static.
+"""
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    model_validator,
+)
+
+from sgl import registry
+
+SPEC_VERSION = 1
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+#: The per-iteration steps a training stage can list, in the vocabulary of DESIGN §1.
+StepName = Literal["A", "W", "PL", "V"]
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors; values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSpec(Section):
+    train: float = Field(0.5, gt=0, le=1, description="Fraction of the dataset's training set used as D_train.")
+    val: float = Field(0.5, gt=0, le=1, description="Fraction used as D_val (taken after D_train).")
+    shuffle: bool = Field(
+        False,
+        description="Shuffle (from the seed) before splitting; DARTS takes the first and second halves in order.",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> "SplitSpec":
+        if self.train + self.val > 1 + 1e-9:
+            raise ValueError(f"train + val must be at most 1, got {self.train} + {self.val}")
+        return self
+
+
+class DataSpecBase(Section):
+    split: SplitSpec = Field(default_factory=SplitSpec, description="How the training set is split into D_train and D_val.")
+    unlabeled: Literal["train", "val"] = Field(
+        "train", description="D_u: this split again, reshuffled on its own stream, labels hidden."
+    )
+    batch_size: PositiveInt = Field(64, description="Batch size of every search stream, per process.")
+    eval_batch_size: PositiveInt = Field(256, description="Batch size for measuring accuracy.")
+    num_workers: NonNegativeInt = Field(0, description="DataLoader worker processes (0: load in the main process).")
+
+
+class LossWeights(Section):
+    labeled: NonNegativeFloat = Field(1.0, description="w_lab: weight of the labeled cross-entropy in stage 2.")
+    pseudo: NonNegativeFloat = Field(1.0, description="λ: weight of each peer's pseudo-label loss in stage 2.")
+
+
+class TrainStage(Section):
+    type: Literal["train"] = Field("train", description="A training phase: epochs of iterations of steps.")
+    name: str = Field("search", pattern=NAME_PATTERN, description="Label shown in progress and metrics.")
+    epochs: PositiveInt = Field(description="Epochs in this phase.")
+    steps: list[StepName] = Field(
+        description="Steps of one iteration, in order: A (architecture), W (stage 1), PL (pseudo-labels), V (stage 2).",
+        min_length=1,
+    )
+    arch_start: NonNegativeInt = Field(0, description="Epochs into this phase before A-steps begin.")
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> "TrainStage":
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"steps must not repeat: {self.steps}")
+        return self
+
+
+class DeriveStage(Section):
+    type: Literal["derive"] = Field("derive", description="Write the genotype of every searchable learner.")
+    name: str = Field("derive", pattern=NAME_PATTERN, description="Label.")
+
+
+class EvaluateStageBase(Section):
+    type: Literal["evaluate"] = Field("evaluate", description="Train a genotype from scratch and test it.")
+    name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
+    learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
+    genotype: str | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
+    epochs: PositiveInt = Field(600, description="Training epochs (DARTS CIFAR: 600).")
+    channels: PositiveInt = Field(36, description="Initial channels (CIFAR: 36, ImageNet: 48).")
+    layers: PositiveInt = Field(20, description="Cells (CIFAR: 20, ImageNet: 14).")
+    batch_size: PositiveInt = Field(96, description="Batch size per process.")
+    auxiliary_weight: NonNegativeFloat = Field(0.4, description="Weight of the auxiliary head's loss (0 disables the head).")
+    drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
+    cutout: NonNegativeInt = Field(16, description="Cutout length for training images (0 disables).")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing (DARTS ImageNet: 0.1).")
+    grad_clip: PositiveFloat | None = Field(5.0, description="Clip the gradient norm to this (null: no clipping).")
+    variant: Literal["auto", "cifar", "imagenet"] = Field("auto", description="Network stem; auto picks by image size.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "EvaluateStageBase":
+        if (self.learner is None) == (self.genotype is None):
+            raise ValueError("give exactly one of 'learner' (from this run's search) or 'genotype'")
+        return self
+
+
+class RunSpec(Section):
+    output: Path = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (Accelerate).")
+    cpu: bool = Field(False, description="Run on the CPU even when an accelerator is present.")
+    log_every: PositiveInt = Field(20, description="Log metrics (and sync with the device) every this many iterations.")
+    tensorboard: Literal["auto", "on", "off"] = Field("auto", description="TensorBoard events: auto = when installed.")
+    threads: PositiveInt | None = Field(None, description="torch CPU threads (default: torch's choice).")
+
+
+def _shorthand(key: str, default: str | None):
+    """Let `dataset: digits` stand for `dataset: {name: digits}`, and `{lr: 0.1}` for the default component."""
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, str):
+            return {key: value}
+        if isinstance(value, dict) and key not in value and default is not None:
+            return {key: default, **value}
+        return value
+
+    return BeforeValidator(expand)
+
+
+def component(kind: str, *also: str, default: str | None = None) -> Any:
+    """The discriminated union of the registered configs of ``kind`` (and of the ``also`` kinds).
+
+    With a ``default``, a mapping that does not name its component means that default one.
+    """
+    key = registry.KINDS[kind]
+    configs = tuple(e.config for k in (kind, *also) for e in registry.entries(k))
+    if len(configs) == 1:
+        # A one-member union would not be a union; a callable discriminator keeps errors uniform.
+        (only,) = configs
+        name = registry.entries(kind)[0].name
+        return Annotated[
+            Union[Annotated[only, Tag(name)]],  # noqa: UP007
+            Discriminator(lambda v: v.get(key) if isinstance(v, dict) else getattr(v, key, None)),
+            _shorthand(key, default),
+        ]
+    return Annotated[Union[configs], Field(discriminator=key), _shorthand(key, default)]  # noqa: UP007
+
+
+def _default(kind: str, name: str, description: str, **values: Any) -> Any:
+    config = registry.get(kind, name).config
+    return Field(default_factory=lambda: config(**values), description=f"{description} Default: {name}.")
+
+
+def _stage_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "type" in value:
+            return value["type"]
+        if "steps" not in value and value.get("name") in ("derive", "evaluate"):
+            return value["name"]
+        return "train"
+    return getattr(value, "type", None)
+
+
+def _build_spec_model() -> type[BaseModel]:
+    Dataset = component("dataset", default="digits")
+    SGD = component("optimizer", default="sgd")
+    Adam = component("optimizer", default="adam")
+    Cosine = component("scheduler", default="cosine")
+    Learner = component("search_space", "model")
+    PseudoLabeler = component("pseudo_labeler", default="soft")
+    Hypergradient = component("hypergradient", default="first_order")
+
+    class DataSpec(DataSpecBase):
+        dataset: Dataset = _default("dataset", "digits", "The dataset (a name, or a mapping with its options).")
+
+    class OptimSpec(Section):
+        weights: SGD = _default("optimizer", "sgd", "Optimizer of the network weights W and V.")
+        arch: Adam = _default("optimizer", "adam", "Optimizer of the architecture weights A.")
+        schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule of the weights' learning rate.")
+        grad_clip: PositiveFloat | None = Field(5.0, description="Clip each network's gradient norm (null: off).")
+
+    class EvaluateStage(EvaluateStageBase):
+        optimizer: SGD = _default("optimizer", "sgd", "Optimizer of the evaluated network.")
+        schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule.", min_lr=0.0)
+
+    Stage = Annotated[
+        Union[  # noqa: UP007
+            Annotated[TrainStage, Tag("train")],
+            Annotated[DeriveStage, Tag("derive")],
+            Annotated[EvaluateStage, Tag("evaluate")],
+        ],
+        Discriminator(_stage_tag),
+    ]
+
+    class Spec(Section):
+        """An sgl recipe: the learners, their data, the stages and how to run them."""
+
+        version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
+        name: str = Field(pattern=NAME_PATTERN, description="Name of the recipe; runs go under <output>/<name>/.")
+        description: str = Field("", description="Free text shown by `sgl plan`.")
+        seed: int = Field(0, ge=0, description="Run seed; each learner's seed is derived from it and its name.")
+        deterministic: bool = Field(True, description="Deterministic algorithms: a CPU rerun is bit-identical.")
+        plugins: list[str] = Field(default_factory=list, description="Modules to import for third-party components.")
+        data: DataSpec = Field(default_factory=DataSpec, description="Dataset and splits.")
+        learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Learner] = Field(
+            default_factory=dict, description="The group: learner name -> searchable space or fixed model."
+        )
+        optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimizers and schedule.")
+        loss_weights: LossWeights = Field(default_factory=LossWeights, description="Weights of the stage-2 losses.")
+        pseudo_labels: PseudoLabeler = _default("pseudo_labeler", "soft", "How peers' predictions become targets.")
+        hypergradient: Hypergradient = _default("hypergradient", "first_order", "Architecture-gradient method.")
+        stages: list[Stage] = Field(min_length=1, description="Stages run in order.")
+        run: RunSpec = Field(default_factory=RunSpec, description="Where and how to run.")
+
+    return Spec
+
+
+_cache: "tuple[int, type[BaseModel]] | None" = None
+
+
+def spec_model() -> type[BaseModel]:
+    """The Spec model for the components registered now (rebuilt when plugins add some)."""
+    global _cache
+    if _cache is None or _cache[0] != registry.version():
+        _cache = (registry.version(), _build_spec_model())
+    return _cache[1]
+
+
+def json_schema() -> dict[str, Any]:
+    schema = spec_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "sgl spec"
+    return schema
+
+
+def allowed_keys(path: tuple[Any, ...], data: Any) -> list[str]:
+    """Keys the model accepts at ``path`` of the (raw) spec ``data``: the candidates for 'did you mean'."""
+    model = _model_at(spec_model(), path, data)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_at(annotation: Any, path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    annotation, data = _choose(annotation, data)
+    if not path:
+        return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    head, rest = path[0], path[1:]
+    sub = data.get(head) if isinstance(data, dict) else data[head] if isinstance(data, list) and isinstance(head, int) and head < len(data) else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(head) if isinstance(head, str) else None
+        if field is None:
+            return None
+        # pydantic keeps a field's Annotated metadata (our shorthand validators) apart from its type.
+        typ = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        return _model_at(typ, rest, sub)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict:
+        return _model_at(args[1], rest, sub)
+    if origin is list:
+        return _model_at(args[0], rest, sub)
+    return None
+
+
+def _choose(annotation: Any, data: Any) -> tuple[Any, Any]:
+    """Unwrap Annotated / Optional / discriminated unions down to the member ``data`` selects.
+
+    Before-validators on the way are applied to ``data``, so shorthands select as validation does.
+    """
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation, *metadata = typing.get_args(annotation)
+            for item in metadata:
+                if isinstance(item, BeforeValidator):
+                    data = item.func(data)
+            continue
+        if origin is Union or str(origin) == "types.UnionType":
+            members = [typing.get_args(m)[0] if typing.get_origin(m) is Annotated else m for m in typing.get_args(annotation)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            picked = _pick_member(models, data)
+            if picked is None:
+                others = [m for m in members if m is not type(None)]
+                return (others[0] if len(others) == 1 else None), data
+            return picked, data
+        return annotation, data
+
+
+def _pick_member(models: list[type[BaseModel]], data: Any) -> type[BaseModel] | None:
+    if len(models) == 1:
+        return models[0]
+    if not isinstance(data, dict):
+        return None
+    for key in ("kind", "name", "method", "type"):
+        for model in models:
+            field = model.model_fields.get(key)
+            if field is not None and key in data and field.default == data[key]:
+                return model
+    if "type" not in data:  # stages: the implied type
+        tag = _stage_tag(data)
+        for model in models:
+            field = model.model_fields.get("type")
+            if field is not None and field.default == tag:
+                return model
+    return None
