@@ -43,13 +43,9 @@ def _spec_errors(fn):
 
 
 def _console():
-    """A rich console; wide enough when output goes to a file or a pipe, so lines are not cut."""
-    from rich.console import Console
+    from .progress import _console as console
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=max(console.width, 140))
-    return console
+    return console()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,12 +99,84 @@ def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str) -> None:
         plan_view.plan_text(graph, _console())
 
 
+def _run_errors(fn):
+    """Exit codes of runs: 0 done (or stopped as asked), 1 failed, 2 bad input, 130 interrupted."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .execute import Interrupted, NonFiniteLoss
+        from .rundir import RunDirError
+
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except RunDirError as exc:
+            if ctx.obj.get("debug"):
+                raise
+            raise UserError(f"error: {exc}") from None
+        except NonFiniteLoss:
+            if ctx.obj.get("debug"):
+                raise
+            ctx.exit(1)
+        except Interrupted as exc:
+            ctx.exit(0 if kwargs.get("stop_after") else 130)
+
+    return wrapper
+
+
+_run_options = [
+    click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Write the run here instead of <output>/<name>/<timestamp>."),
+    click.option("--overwrite", is_flag=True, help="Replace --run-dir if it exists."),
+    click.option("--stop-after", type=click.IntRange(min=1), help="Stop cleanly after this many epochs in total (continue with sgl resume)."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress display."),
+]
+
+
+def _with_options(options):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@_with_options(_run_options)
+@_spec_errors
+@_run_errors
+def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, stop_after: int | None, quiet: bool) -> None:
+    """Run a spec: search (and derive / evaluate) as its stages say. Overrides as key.path=value."""
+    from .execute import RunOptions, run_spec
+
+    run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, stop_after_epochs=stop_after, progress=not quiet))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--stop-after", type=click.IntRange(min=1), help="Stop cleanly after this many epochs in total.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@_spec_errors
+@_run_errors
+def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
+    """Continue a run from its last checkpoint; the run directory holds everything needed."""
+    from .execute import RunOptions, resume_run
+
+    resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=not quiet))
+
+
 @main.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
 def schema(output: Path | None) -> None:
     """JSON Schema of the spec, registered components included (for editors)."""
+    from sgl import registry
+
     from .schema_file import schema_text
 
+    registry.load_plugins()
     text = schema_text()
     if output:
         output.write_text(text, encoding="utf-8")

@@ -18,15 +18,16 @@ class Compiled:
     doc: Document
     graph: StageGraph
 
-    @property
-    def base_dir(self) -> Path:
-        return self.doc.path.parent
+    base_dir: Path  # relative paths in the spec resolve against this (the spec file's folder)
 
 
-def compile_spec(path: str | Path, overrides: Iterable[str] = ()) -> Compiled:
+def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None = None) -> Compiled:
+    """Load, validate and plan. ``base_dir`` overrides the spec's folder (a resumed run's resolved
+    spec lives in the run directory but its paths are relative to the original spec)."""
     spec, doc = load_spec(path, overrides)
+    base_dir = base_dir if base_dir is not None else doc.path.parent
     try:
-        graph = plan(spec, base_dir=doc.path.parent)
+        graph = plan(spec, base_dir=base_dir)
     except PlanError as exc:
         raise SpecError(Problem(doc.pos(i.path), dotted(i.path), i.message) for i in exc.issues) from None
-    return Compiled(spec, doc, graph)
+    return Compiled(spec, doc, graph, base_dir)

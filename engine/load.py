@@ -123,7 +123,7 @@ class _Reader:
                         if isinstance(value, dict):
                             merged = {**value, **merged}
                     continue
-                key = self._scalar(key_node)
+                key = self._scalar(key_node, path)
                 if key in out:
                     first = self.keys[path + (key,)]
                     self.problems.append(
@@ -135,13 +135,22 @@ class _Reader:
             return {**merged, **out}
         if isinstance(node, SequenceNode):
             return [self._node(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._scalar(node, path)
 
-    def _scalar(self, node: Node) -> Any:
-        if not isinstance(node, ScalarNode):
-            self.problems.append(Problem(_mark(self.file, node), "", "mapping keys must be plain scalars"))
+    def _scalar(self, node: Node, path: KeyPath = ()) -> Any:
+        if node.tag not in _SAFE_TAGS:  # a key can carry a tag too
+            self.problems.append(
+                Problem(_mark(self.file, node), dotted(path), f"tag {node.tag!r} is not allowed in a spec (plain YAML only)")
+            )
             return None
-        return self.yaml.constructor.construct_object(node, deep=True)
+        if not isinstance(node, ScalarNode):
+            self.problems.append(Problem(_mark(self.file, node), dotted(path), "mapping keys must be plain scalars"))
+            return None
+        try:
+            return self.yaml.constructor.construct_object(node, deep=True)
+        except (MarkedYAMLError, ValueError, TypeError) as exc:  # e.g. `!!int abc`
+            self.problems.append(Problem(_mark(self.file, node), dotted(path), f"bad {node.tag.rsplit(':', 1)[-1]} value: {exc}"))
+            return None
 
 
 def read_yaml(text: str, file: str) -> Document:
@@ -174,6 +183,8 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([Problem(None, "", f"cannot read spec {str(path)!r}: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(Pos(str(path), 1, 1), "", f"not UTF-8 text: {exc}")]) from None
     doc = read_yaml(text, str(path))
     bases = doc.data.pop("extends", None)
     if bases is None:
@@ -184,9 +195,12 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
     merged: Document | None = None
     for i, base in enumerate(base_list):
         base_path = path.parent / base
+        where = doc.values.get(("extends", i) if isinstance(bases, list) else ("extends",))
         if not base_path.is_file():
-            where = doc.values.get(("extends", i) if isinstance(bases, list) else ("extends",))
             raise SpecError([Problem(where, "extends", f"no such file: {str(base_path)!r}")])
+        if base_path.resolve() in (*chain, resolved):
+            cycle = " -> ".join(str(p) for p in (*chain, resolved, base_path.resolve()))
+            raise SpecError([Problem(where, "extends", f"extends cycle: {cycle}")])
         base_doc = _load_with_bases(base_path, (*chain, resolved))
         merged = base_doc if merged is None else _merge(merged, base_doc)
     assert merged is not None
@@ -231,11 +245,19 @@ def apply_override(doc: Document, text: str, number: int = 1) -> None:
     path: KeyPath = tuple(int(p) if p.isdigit() else p for p in key_text.strip().split("."))
     if path[0] == "extends":
         raise SpecError([Problem(origin, "extends", "extends cannot be overridden")])
-    value = _Reader(origin.file).read(value_text) if value_text.strip() else None
+    value = None
+    if value_text.strip():
+        reader = _Reader(origin.file)
+        value = reader.read(value_text)
+        if reader.problems:
+            raise SpecError(reader.problems)
     node: Any = doc.data
+    created: list[KeyPath] = []
     for depth, part in enumerate(path[:-1]):
         here = path[: depth + 1]
         if isinstance(node, dict):
+            if part not in node:
+                created.append(here)
             node = node.setdefault(part, {})
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
@@ -251,8 +273,9 @@ def apply_override(doc: Document, text: str, number: int = 1) -> None:
     for table in (doc.keys, doc.values):
         for stale in [p for p in table if p[: len(path)] == path]:
             del table[stale]
-    doc.keys[path] = origin
-    doc.values[path] = origin
+    for new in (*created, path):
+        doc.keys[new] = origin
+        doc.values[new] = origin
 
 
 # --------------------------------------------------------------------------- validation
@@ -272,7 +295,10 @@ def validate(doc: Document) -> BaseModel:
                 problems.append(Problem(doc.pos(("plugins", i)), f"plugins.{i}", f"cannot import {module!r}: {exc}"))
         if problems:
             raise SpecError(problems)
-    registry.load_plugins()
+    try:
+        registry.load_plugins()
+    except Exception as exc:  # an installed package's `sgl.plugins` entry point is broken
+        raise SpecError([Problem(None, "", f"cannot load the installed sgl.plugins entry points: {exc!r}")]) from None
     model = spec_models.spec_model()
     try:
         return model.model_validate(doc.data)
@@ -310,11 +336,21 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[KeyPath, KeyPath]:
         elif isinstance(node, dict) and len(rest) > 1 and rest[1] in node:
             rest.pop(0)  # a union member's tag, e.g. ('learners', 'a', 'darts', 'channels')
             continue
+        elif isinstance(node, dict) and isinstance(part, str) and part in _tags(node, tuple(path)):
+            rest.pop(0)  # a trailing tag, e.g. ('learners', 'a', 'pc_darts') from a model validator
+            continue
         else:
             break
         path.append(part)
         rest.pop(0)
     return tuple(path), tuple(p for p in rest if not isinstance(p, str) or not p.startswith("function-"))
+
+
+def _tags(node: dict[Any, Any], path: KeyPath) -> set[Any]:
+    """The union tags that select ``node``'s model: its discriminator values (stages: the implied type)."""
+    if len(path) == 2 and path[0] == "stages":
+        return {spec_models._stage_tag(node)}
+    return {node.get(k) for k in ("kind", "name", "method")} - {None}
 
 
 def _suggest(word: Any, candidates: Iterable[str]) -> str:
@@ -336,6 +372,8 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
         return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{_suggest(key, allowed)}")
     if kind == "missing":
         full = path + rest
+        if rest and isinstance(rest[-1], int):  # a fixed-length list (tuple) that is too short
+            return Problem(doc.pos(path), dotted(path), f"too few items: item {rest[-1]} is missing")
         return Problem(doc.pos(path, key=True), dotted(full), "missing required key")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return _tag_problem(doc, path, error)
@@ -343,20 +381,27 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     text = message[0].lower() + message[1:] if message else message
     if kind not in ("value_error", "assertion_error") and "input" in error and not isinstance(error["input"], (dict, list)):
         text = f"{text} (got {error['input']!r})"
+    if rest == ("[key]",):  # a mapping key itself is invalid (e.g. a learner's name)
+        return Problem(doc.pos(path, key=True), dotted(path), f"invalid name: {text}")
     return Problem(doc.pos(path), dotted(full), text)
 
 
 def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem:
     ctx = error.get("ctx") or {}
-    key = str(ctx.get("discriminator", "")).strip("'") or "type"
+    what = _section_kind(path)
+    key = str(ctx.get("discriminator", "")).strip("'")
+    if not key.isidentifier():  # a callable discriminator, e.g. '_stage_tag()': name the key users write
+        key = {"stage type": "type", "learner kind": "kind", "hypergradient method": "method"}.get(what, "name")
     expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
     if not expected:
         expected = _known_for(path)
     section = dotted(path)
-    what = _section_kind(path)
-    node: Any = doc.data
-    for p in path:
-        node = node[p]
+    # What the union saw: the value after shorthands (`learner: darts` means `{kind: darts}`).
+    node: Any = error.get("input")
+    if not isinstance(node, dict):
+        node = doc.data
+        for p in path:
+            node = node[p]
     if isinstance(node, dict) and key in node:
         tag = node[key]
         known = ", ".join(sorted(expected))

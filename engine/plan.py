@@ -137,6 +137,11 @@ def plan(spec: BaseModel, base_dir: Path | None = None) -> StageGraph:
     iterations = examples["train"] // spec.data.batch_size if examples["train"] is not None else None
     if examples["train"] is not None and examples["train"] < spec.data.batch_size and train_stages:
         issues.append(PlanIssue(("data", "batch_size"), f"batch size {spec.data.batch_size} is larger than D_train ({examples['train']} examples)"))
+    # A-steps read D_val; V-steps with peers read D_u (a split again): each must fill one batch too.
+    if examples["val"] is not None and examples["val"] < spec.data.batch_size and (
+        ("A" in all_steps and searchable) or (spec.data.unlabeled == "val" and producers)
+    ):
+        issues.append(PlanIssue(("data", "batch_size"), f"batch size {spec.data.batch_size} is larger than D_val ({examples['val']} examples)"))
 
     phases: list[PhasePlan] = []
     epoch = 0

@@ -234,10 +234,32 @@ def spec_model() -> type[BaseModel]:
 
 
 def json_schema() -> dict[str, Any]:
-    schema = spec_model().model_json_schema()
+    schema = _editor_friendly(spec_model().model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "sgl spec"
     return schema
+
+
+def _editor_friendly(node: Any) -> Any:
+    """Make the schema accept what the loader accepts.
+
+    pydantic writes unions as ``oneOf``, but members may overlap for a JSON Schema validator (a
+    stage ``{name: derive}`` fits DeriveStage and EvaluateStage; ``{lr: 0.1}`` fits SGD and Adam), and
+    it cannot see the shorthands (``dataset: digits``, ``alice: darts``): so unions become ``anyOf``
+    and a component union also admits the registered names as a plain string.
+    """
+    if isinstance(node, list):
+        return [_editor_friendly(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _editor_friendly(value) for key, value in node.items()}
+    if "oneOf" in out:
+        members = out.pop("oneOf")
+        mapping = (out.pop("discriminator", None) or {}).get("mapping")  # OpenAPI's, not JSON Schema's
+        if mapping:
+            members = [*members, {"type": "string", "enum": sorted(mapping)}]
+        out["anyOf"] = members
+    return out
 
 
 def allowed_keys(path: tuple[Any, ...], data: Any) -> list[str]:
@@ -296,15 +318,16 @@ def _pick_member(models: list[type[BaseModel]], data: Any) -> type[BaseModel] | 
         return models[0]
     if not isinstance(data, dict):
         return None
-    for key in ("kind", "name", "method", "type"):
-        for model in models:
-            field = model.model_fields.get(key)
-            if field is not None and key in data and field.default == data[key]:
-                return model
-    if "type" not in data:  # stages: the implied type
+    if all("type" in m.model_fields for m in models):
+        # Stages: pick as the discriminator does (a train stage may be *named* "derive" or "evaluate").
         tag = _stage_tag(data)
         for model in models:
             field = model.model_fields.get("type")
             if field is not None and field.default == tag:
+                return model
+    for key in ("kind", "name", "method"):
+        for model in models:
+            field = model.model_fields.get(key)
+            if field is not None and key in data and field.default == data[key]:
                 return model
     return None

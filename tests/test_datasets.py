@@ -185,6 +185,17 @@ def test_cifar10_cutout_goes_last(tmp_path: Path) -> None:
     assert [type(t).__name__ for t in bundle.test.transform.transforms] == ["ToTensor", "Normalize"]
 
 
+def test_cifar_download_is_skipped_when_files_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.cifar as tv_cifar
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_network)
+    _write_cifar10(tmp_path)
+    assert len(Cifar10Config(root=tmp_path, download=True).build(tmp_path, seed=0).train) == 15
+
+
 def test_cifar100_loads_written_batches(tmp_path: Path) -> None:
     from sgl.registry.datasets.cifar import CIFAR100_MEAN, CIFAR100_STD
 

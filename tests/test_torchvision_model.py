@@ -36,8 +36,8 @@ def test_generic_small_input_stem() -> None:
     model = TorchvisionConfig(model="mobilenet_v3_small").build(DIGITS)
     stem = model.features[0][0]
     assert stem.in_channels == 1 and stem.stride == (1, 1) and stem.kernel_size == (3, 3)
-    dense = TorchvisionConfig(model="shufflenet_v2_x0_5").build(Task(10, 3, 32))
-    assert isinstance(dense.maxpool, nn.Identity) and dense.conv1[0].stride == (1, 1)
+    shuffle = TorchvisionConfig(model="shufflenet_v2_x0_5").build(Task(10, 3, 32))
+    assert isinstance(shuffle.maxpool, nn.Identity) and shuffle.conv1[0].stride == (1, 1)
 
 
 def test_in_channels_adaptation_keeps_filters() -> None:

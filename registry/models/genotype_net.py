@@ -278,17 +278,38 @@ def build_genotype_network(
     cfg: GenotypeNetConfig, task: Task, base_dir: str | Path | None = None
 ) -> NetworkCIFAR | NetworkImageNet:
     """The network of ``cfg`` for ``task``; ``base_dir`` resolves a relative genotype file."""
-    genotype = resolve_genotype(cfg.genotype, base_dir)
-    kind = pick_variant(cfg.variant, task.image_size)
+    return genotype_network(
+        resolve_genotype(cfg.genotype, base_dir),
+        task,
+        channels=cfg.channels,
+        layers=cfg.layers,
+        auxiliary=cfg.auxiliary,
+        drop_path=cfg.drop_path,
+        variant=cfg.variant,
+    )
+
+
+def genotype_network(
+    genotype: Genotype,
+    task: Task,
+    *,
+    channels: int,
+    layers: int,
+    auxiliary: bool = False,
+    drop_path: float = 0.0,
+    variant: str = "auto",
+) -> NetworkCIFAR | NetworkImageNet:
+    """The network of a ``Genotype`` object (e.g. one a search just derived) for ``task``."""
+    kind = pick_variant(variant, task.image_size)
     cls = NetworkImageNet if kind == "imagenet" else NetworkCIFAR
     return cls(
-        cfg.channels,
+        channels,
         task.num_classes,
-        cfg.layers,
-        cfg.auxiliary,
+        layers,
+        auxiliary,
         genotype,
         in_channels=task.in_channels,
-        drop_path_prob=cfg.drop_path,
+        drop_path_prob=drop_path,
     )
 
 

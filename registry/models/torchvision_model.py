@@ -18,6 +18,8 @@ What ``build_torchvision`` changes in a torchvision model, and why:
   ``maxpool1`` (GoogLeNet, Inception v3) or ``features.pool0`` (DenseNet) is dropped. Vision
   transformers and MaxViT are left alone: their positional layout is tied to the input size, so
   they need ``options: {image_size: ...}`` instead; asking ``small_input: true`` of them is an error.
+  Models whose later layers pool without padding (VGG, AlexNet, Inception v3) still need about
+  32 pixels or more.
 - GoogLeNet and Inception v3 default to ``aux_logits: false`` so that ``forward`` returns logits
   (not a named tuple) in training mode too; set it in ``options`` to override.
 
@@ -75,6 +77,8 @@ def build_torchvision(cfg: TorchvisionConfig, task: Task) -> nn.Module:
         options.setdefault("aux_logits", False)
         if task.in_channels != 3:
             options.setdefault("transform_input", False)  # it mixes exactly three RGB channels
+        if not cfg.pretrained:
+            options.setdefault("init_weights", True)  # today's default, minus torchvision's FutureWarning
 
     if cfg.pretrained:
         model = torchvision.models.get_model(name, weights="DEFAULT", **options)

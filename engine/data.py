@@ -1,0 +1,139 @@
+"""Data for a run: deterministic splits and persistent, resumable batch streams.
+
+A ``BatchStream`` never ends: it walks a permutation of its indices and draws a new permutation
+(from its own seed and the cycle number) when one is used up. Its whole state is two integers,
+so a checkpoint resumes the exact data order without replaying anything.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+
+def stream_seed(run_seed: int, name: str) -> int:
+    return zlib.crc32(f"{run_seed}/{name}".encode()) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: torch.Tensor  # indices into the bundle's training set
+    val: torch.Tensor
+
+
+def split_indices(n: int, train: float, val: float, *, shuffle: bool, seed: int) -> Splits:
+    """D_train then D_val, taken in order (DARTS: first and second half) or after a seeded shuffle."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    n_train = int(n * train)
+    n_val = min(int(n * val), n - n_train)
+    return Splits(order[:n_train], order[n_train : n_train + n_val])
+
+
+def in_memory(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(images, labels) when the dataset is plain tensors with no per-item transform: then batches
+    are gathered with one indexing operation instead of item by item."""
+    if getattr(dataset, "transform", "absent") is None and hasattr(dataset, "images"):
+        return dataset.images, dataset.labels
+    return None
+
+
+class BatchStream:
+    """An endless, seeded stream of batches over ``indices`` of ``dataset``, sharded by rank."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        indices: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        num_workers: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self.num_workers = num_workers
+        self.device = torch.device(device)
+        self.batches_per_cycle = len(indices) // (batch_size * world)
+        if self.batches_per_cycle == 0:
+            raise ValueError(f"{len(indices)} examples cannot fill one batch of {batch_size} on {world} process(es)")
+        self.cycle = 0
+        self.pos = 0
+        self._tensors = in_memory(dataset)
+        self._perm: torch.Tensor | None = None
+        self._loader_iter: Iterator[Any] | None = None
+
+    def _permutation(self, cycle: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + cycle)
+        return self.indices[torch.randperm(len(self.indices), generator=generator)]
+
+    def _batch_indices(self, cycle: int, pos: int) -> torch.Tensor:
+        if self._perm is None or self._perm_cycle != cycle:
+            self._perm = self._permutation(cycle)
+            self._perm_cycle = cycle
+        start = (pos * self.world + self.rank) * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+    def _positions(self, cycle: int, pos: int) -> Iterator[list[int]]:
+        """Batch index lists from (cycle, pos) on, for a DataLoader's batch_sampler."""
+        while True:
+            perm = self._permutation(cycle)
+            for p in range(pos, self.batches_per_cycle):
+                start = (p * self.world + self.rank) * self.batch_size
+                yield perm[start : start + self.batch_size].tolist()
+            cycle, pos = cycle + 1, 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos >= self.batches_per_cycle:
+            self.cycle, self.pos = self.cycle + 1, 0
+        if self._tensors is not None:
+            idx = self._batch_indices(self.cycle, self.pos)
+            x, y = self._tensors[0][idx], self._tensors[1][idx]
+        elif self.num_workers == 0:
+            idx = self._batch_indices(self.cycle, self.pos)
+            x, y = default_collate([self.dataset[i] for i in idx.tolist()])
+        else:
+            if self._loader_iter is None:
+                loader = DataLoader(
+                    self.dataset,
+                    batch_sampler=self._positions(self.cycle, self.pos),
+                    num_workers=self.num_workers,
+                    persistent_workers=True,
+                    pin_memory=self.device.type == "cuda",
+                )
+                self._loader_iter = iter(loader)
+            x, y = next(self._loader_iter)
+        self.pos += 1
+        non_blocking = self.device.type == "cuda"
+        return x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"cycle": self.cycle, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.cycle, self.pos = int(state["cycle"]), int(state["pos"])
+        self._loader_iter = None
+
+
+def eval_batches(dataset: Dataset, indices: torch.Tensor | None, batch_size: int, device: torch.device, *, rank: int = 0, world: int = 1):
+    """Fixed-order batches for measuring accuracy (each rank takes a strided share)."""
+    idx = torch.arange(len(dataset)) if indices is None else indices
+    idx = idx[rank::world]
+    tensors = in_memory(dataset)
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        if tensors is not None:
+            x, y = tensors[0][chunk], tensors[1][chunk]
+        else:
+            x, y = default_collate([dataset[i] for i in chunk.tolist()])
+        yield x.to(device), y.to(device)

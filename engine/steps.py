@@ -1,0 +1,105 @@
+"""The four steps of an SGL iteration as small functions: W (stage 1), PL, V (stage 2), A (stage 3).
+
+They return detached tensors for metrics and never synchronise with the device: the executor
+reads numbers only at logging intervals.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from sgl.registry.hypergrad.base import ArchContext
+from sgl.registry.losses import stage2_loss
+
+from .learners import Learner, Network
+
+Pseudo = tuple[torch.Tensor, "torch.Tensor | None"]
+
+
+@dataclass
+class StepContext:
+    """What steps need from Accelerate, without knowing about it."""
+
+    autocast: Callable[[], AbstractContextManager]
+    backward: Callable[[torch.Tensor], None]
+    reduce_grads: Callable[[list[torch.Tensor]], None]  # mean over processes (no-op on one)
+    clip: Callable[[list[torch.nn.Parameter], float], Any]
+    grad_clip: float | None
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor      # detached, scalar
+    correct: torch.Tensor   # number of correct predictions on the labeled batch
+    count: int
+    finite: torch.Tensor    # bool scalar: was the loss finite
+
+
+def _update(net: Network, loss: torch.Tensor, ctx: StepContext) -> None:
+    net.optimizer.zero_grad(set_to_none=True)
+    ctx.backward(loss)
+    ctx.reduce_grads([p.grad for p in net.params if p.grad is not None])
+    if ctx.grad_clip is not None:
+        ctx.clip(net.params, ctx.grad_clip)
+    net.optimizer.step()
+
+
+def w_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepResult:
+    """Stage 1: W ← SGD step on CE(W(x_tr), y_tr)."""
+    with ctx.autocast():
+        logits = learner.logits("W", x)
+        loss = F.cross_entropy(logits, y)
+    _update(learner.nets["W"], loss, ctx)
+    return _result(loss, logits, y)
+
+
+def pl_step(learner: Learner, x_u: torch.Tensor, labeler: Any, ctx: StepContext) -> Pseudo:
+    """Pseudo-labels q = labeler(W(x_u)), with no autograd state at all."""
+    with torch.inference_mode(), ctx.autocast():
+        targets, mask = labeler.label(learner.logits("W", x_u))
+    # Inference tensors cannot be saved for a later backward (the V-step's loss uses them): copy out.
+    return targets.clone(), None if mask is None else mask.clone()
+
+
+def v_step(
+    learner: Learner,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_u: torch.Tensor | None,
+    pseudo: list[Pseudo],
+    w_labeled: float,
+    w_pseudo: float,
+    ctx: StepContext,
+) -> StepResult:
+    """Stage 2: V ← SGD step on w_lab·CE(V(x_tr), y_tr) + λ Σ_j softCE(V(x_u), q_j)."""
+    arch = learner.arch()
+    with ctx.autocast():
+        logits = learner.logits("V", x, arch)
+        logits_u = learner.logits("V", x_u, arch) if pseudo and w_pseudo else None
+        loss = stage2_loss(logits, y, logits_u, pseudo, w_labeled, w_pseudo)
+    _update(learner.nets["V"], loss, ctx)
+    return _result(loss, logits, y)
+
+
+def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_ctx: ArchContext, ctx: StepContext) -> None:
+    """Stage 3: every target's A ← optimizer step on the method's architecture gradient."""
+    grads = method.compute(arch_ctx)
+    for name in targets:
+        learner = learners[name]
+        params = learner.space.arch_parameters()
+        learner.arch_optimizer.zero_grad(set_to_none=True)
+        for param, grad in zip(params, grads[name]):
+            param.grad = grad
+        # One reduction after the method, so every process applies the same update to A.
+        ctx.reduce_grads([p.grad for p in params])
+        learner.arch_optimizer.step()
+
+
+def _result(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> StepResult:
+    loss = loss.detach()
+    return StepResult(loss, (logits.detach().argmax(dim=1) == y).sum(), y.shape[0], torch.isfinite(loss))

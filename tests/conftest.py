@@ -1,0 +1,86 @@
+"""Shared test helpers: write spec files, find positions in them, collect spec problems."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+
+#: A small valid spec: two DARTS learners on digits, warm-up then search, then derive.
+MINI_SPEC = """
+name: mini
+seed: 1
+data: {dataset: digits, batch_size: 32}
+learners:
+  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
+  bob: {kind: darts, channels: 4, layers: 3, nodes: 2}
+stages:
+  - {name: warmup, epochs: 1, steps: [W]}
+  - {name: search, epochs: 2, steps: [A, W, PL, V]}
+  - {name: derive}
+"""
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    """Write ``text`` (dedented, leading newline dropped) to ``tmp_path / name`` and return the path."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def where(path: Path, needle: str, occurrence: int = 1, offset: int = 0) -> str:
+    """``file:line:col`` (1-based) of the ``occurrence``-th ``needle`` in the file (``offset`` columns
+    further right), as errors print positions."""
+    seen = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        start = 0
+        while (col := line.find(needle, start)) >= 0:
+            seen += 1
+            if seen == occurrence:
+                return f"{path}:{number}:{col + 1 + offset}"
+            start = col + 1
+    raise AssertionError(f"{needle!r} (occurrence {occurrence}) not in {path}")
+
+
+def problems(path: Path, overrides: tuple[str, ...] = (), *, plan: bool = True) -> list[str]:
+    """Every problem the loader (and, with ``plan``, the planner) reports for a spec, as printed lines."""
+    from sgl.engine.compile import compile_spec
+    from sgl.engine.load import SpecError, load_spec
+
+    try:
+        compile_spec(path, overrides) if plan else load_spec(path, overrides)
+    except SpecError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path):
+    """``spec_file(text, name="spec.yaml")`` writes a spec into this test's tmp_path."""
+    return lambda text, name="spec.yaml": write_spec(tmp_path, text, name)
+
+
+@pytest.fixture
+def clean_registry():
+    """Undo registrations (and plugin imports) a test makes, so later tests see the built-in catalogue."""
+    from sgl.registry import core
+
+    entries = {kind: dict(table) for kind, table in core._ENTRIES.items()}
+    loaded = set(core._loaded_plugins)
+    modules = set(sys.modules)
+    yield core
+    for kind, table in core._ENTRIES.items():
+        table.clear()
+        table.update(entries[kind])
+    core._loaded_plugins.clear()
+    core._loaded_plugins.update(loaded)
+    core._version += 1  # cached spec models built with the test's components must be rebuilt
+    for name in set(sys.modules) - modules:
+        if name.startswith("sgl_test_"):
+            del sys.modules[name]
