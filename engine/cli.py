@@ -153,6 +153,7 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
     from .execute import RunOptions, run_spec
 
     run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, stop_after_epochs=stop_after, progress=not quiet))
+    _exit_if_distributed()
 
 
 @main.command()
@@ -166,6 +167,18 @@ def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
     from .execute import RunOptions, resume_run
 
     resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=not quiet))
+    _exit_if_distributed()
+
+
+def _exit_if_distributed() -> None:
+    """Several processes sometimes abort at interpreter exit after finishing (a known PyTorch issue
+    with gloo): everything is written and flushed by now, so leave without the interpreter's teardown."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.command()

@@ -545,6 +545,14 @@ class Executor:
             rows.append({"learner": name, "kind": learner.plan.kind, "val_acc_W": val.get("W"), "val_acc_V": val.get("V"),
                          "test_acc": test.get(name, {}).get(final_net), "genotype": genotype})
         device = self.accelerator.device.type
+        distributed = {"processes": self.accelerator.num_processes}
+        if self.accelerator.num_processes > 1:
+            # Every rank must hold the same architecture; record each rank's fingerprint to prove it.
+            from accelerate.utils import gather_object
+
+            fingerprints = gather_object([self._arch_fingerprint()])
+            distributed["architecture_fingerprints"] = fingerprints
+            distributed["ranks_agree"] = len(set(fingerprints)) == 1
         summary = {
             "name": self.spec.name, "status": status, "dataset": self.spec.data.dataset.name,
             "hypergradient": self.spec.hypergradient.method, "seed": self.spec.seed,
@@ -552,11 +560,24 @@ class Executor:
             "search_cost": {"device": device, "hours": hours, "device_hours": hours * self.accelerator.num_processes,
                             "wall_seconds": elapsed},
             "evaluations": cursor.completed,
+            "distributed": distributed,
         }
         self.rundir.write_json("summary.json", summary)
         if status == "completed" and self.accelerator.is_main_process and self.options.progress:
             self.progress.console.print(summary_table(rows))
             self.progress.console.print(f"run directory: {self.rundir.path}")
+
+
+    def _arch_fingerprint(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in sorted(self.learners):
+            space = self.learners[name].space
+            if space is not None:
+                for param in space.arch_parameters():
+                    digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def _actions(phase: PhasePlan, graph: StageGraph) -> list[tuple[str, list[str]]]:

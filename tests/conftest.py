@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# One thread per test process: on 2 cores, two processes with two threads each (a test and the
+# subprocess it runs, or a neighbour) slow each other down tenfold. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"

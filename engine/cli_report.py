@@ -1,0 +1,150 @@
+"""The commands `sgl report`, `sgl export` and `sgl train` (added to the `sgl` group by engine/cli.py).
+
+Bad input (a path that is no run, an unknown learner or format, a spec that is not
+evaluation-only) exits with code 2 and a one-line message, like the other commands.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _user_error(message: str) -> click.ClickException:
+    from .cli import UserError  # here, not at import time: cli.py imports this module
+
+    return UserError(message)
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(obj and obj.get("debug"))
+
+
+def _parse_groups(values: tuple[str, ...]) -> dict[str, list[Path]]:
+    """``LABEL=PATH[,PATH...]``, each PATH a run directory or a glob of them."""
+    groups: dict[str, list[Path]] = {}
+    for value in values:
+        label, sep, paths = value.partition("=")
+        if not sep or not label or not paths:
+            raise _user_error(f"--group {value!r}: expected LABEL=RUN_DIR[,RUN_DIR...] (globs allowed)")
+        members = groups.setdefault(label, [])
+        for item in paths.split(","):
+            matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            if not matches:
+                raise _user_error(f"--group {label}: {item!r} matches no run directory")
+            members += [Path(m) for m in matches]
+    return groups
+
+
+@click.command("report")
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for report.html, report.md and figures/ (default: the run directory for one run, ./sgl-report for several).")
+@click.option("--group", "groups", multiple=True, metavar="LABEL=RUN_DIR[,RUN_DIR...]",
+              help="Aggregate these runs (globs allowed) as one group; repeatable. Other runs group by spec name.")
+def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, ...]) -> None:
+    """Figures, tables and an HTML page (with a Markdown twin) for one or more runs.
+
+    Several runs of one spec (seeds) are summarised as mean ± std.
+    """
+    from .report import ReportError, write_report
+
+    parsed = _parse_groups(groups)
+    if not run_dirs and not parsed:
+        raise _user_error("give at least one run directory")
+    for path in [*run_dirs, *(p for members in parsed.values() for p in members)]:
+        if not path.is_dir():
+            raise _user_error(f"no such run directory: {str(path)!r}")
+    count = len({p.resolve() for p in [*run_dirs, *(p for m in parsed.values() for p in m)]})
+    out = output or (run_dirs[0] if count == 1 and run_dirs else Path("sgl-report"))
+    try:
+        result = write_report(list(run_dirs), out, groups=parsed or None)
+    except ReportError as exc:
+        if _debug():
+            raise
+        raise _user_error(str(exc)) from None
+    pngs = sum(1 for p in result["figures"] if p.suffix == ".png")
+    click.echo(f"wrote {result['html']} and {result['markdown']} ({pngs} figures in {out / 'figures'})")
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--learner", "-l", required=True, help="A learner of the run, or an evaluation stage that trained a network.")
+@click.option("--format", "fmt", type=click.Choice(["genotype", "pt", "torchscript", "onnx"]), default="torchscript", show_default=True)
+@click.option("--network", type=click.Choice(["eval", "W", "V"]), default=None,
+              help="eval: the evaluation stage's network; W / V: the search network (default: eval when one exists, else V, else W).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/export/<learner>.<ext>).")
+def export(run_dir: Path, learner: str, fmt: str, network: str | None, output: Path | None) -> None:
+    """Export a run's final model: its genotype, a weights file, TorchScript or ONNX."""
+    from .export import ExportError, export_model
+
+    try:
+        path = export_model(run_dir, learner, fmt, output, network=network)
+    except ExportError as exc:
+        if _debug():
+            raise
+        raise _user_error(str(exc)) from None
+    click.echo(f"wrote {path}")
+
+
+def check_evaluation_only(spec_path: Path, overrides: tuple[str, ...]) -> None:
+    """Raise a UserError unless every stage of the spec is an evaluation stage."""
+    from .compile import compile_spec
+    from .load import SpecError
+
+    try:
+        compiled = compile_spec(spec_path, overrides)
+    except SpecError as exc:
+        if _debug():
+            raise
+        raise _user_error("\n".join(map(str, exc.problems))) from None
+    others = [f"{s.name} ({s.type})" for s in compiled.spec.stages if s.type != "evaluate"]
+    if others:
+        raise _user_error(
+            f"{spec_path}: `sgl train` runs evaluation-only specs, but this one also has {', '.join(others)}; "
+            "use `sgl run` for searches"
+        )
+
+
+def make_train_command(run_command: click.Command | None = None) -> click.Command:
+    """`sgl train SPEC [OVERRIDES]`: `sgl run` for specs whose stages are all evaluation stages.
+
+    With ``run_command`` (the `sgl run` command), `train` takes exactly its arguments and options
+    and invokes it after the check; without, it calls ``execute.run_spec(spec, overrides, options)``.
+    """
+    help_text = ("Train genotypes from scratch and test them: `sgl run` for evaluation-only specs "
+                 "(overrides as key.path=value).")
+    if run_command is not None:
+        @click.pass_context
+        def delegate(ctx: click.Context, **kwargs: Any) -> Any:
+            spec = kwargs.get("spec")
+            overrides = tuple(kwargs.get("overrides") or ())
+            if spec is not None:
+                check_evaluation_only(Path(spec), overrides)
+            return ctx.invoke(run_command, **kwargs)
+
+        return click.Command("train", params=list(run_command.params), callback=delegate, help=help_text)
+
+    @click.command("train", help=help_text)
+    @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+    @click.argument("overrides", nargs=-1)
+    @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Write the run here instead of <output>/<name>/<id>.")
+    @click.option("--overwrite", is_flag=True, help="Replace a non-empty --run-dir.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+    def train(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, quiet: bool) -> None:
+        check_evaluation_only(spec, overrides)
+        from .execute import RunOptions, run_spec
+
+        run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, progress=not quiet))
+
+    return train
+
+
+#: `sgl train` standing alone (calls execute.run_spec); engine/cli.py may prefer
+#: ``make_train_command(run)`` so that `train` takes exactly `run`'s options.
+train = make_train_command()

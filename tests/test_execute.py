@@ -1,0 +1,261 @@
+"""The executor end to end on tiny digits runs: run directory, determinism, resume, guards, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgl.engine.execute import Interrupted, NonFiniteLoss, RunOptions, resume_run, run_spec
+
+TINY = """
+name: tiny
+seed: 5
+data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
+learners:
+  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
+  bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}
+  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}
+optim:
+  arch: {lr: 3.0e-3}
+stages:
+  - {name: warmup, epochs: 1, steps: [W]}
+  - {name: search, epochs: 2, steps: [A, W, PL, V]}
+  - {name: derive}
+run: {output: runs, log_every: 3, cpu: true}
+"""
+
+
+def write(tmp_path: Path, text: str = TINY, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text.lstrip(), encoding="utf-8")
+    return path
+
+
+def run(spec: Path, run_dir: Path, *overrides: str, **options) -> Path:
+    return run_spec(spec, overrides, RunOptions(run_dir=run_dir, progress=False, **options))
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    flat = {}
+    for name, learner in state["learners"].items():
+        for net, net_state in learner["nets"].items():
+            for key, tensor in net_state["module"].items():
+                flat[f"{name}.{net}.{key}"] = tensor
+        for key, tensor in learner.get("space", {}).items():
+            flat[f"{name}.space.{key}"] = tensor
+    return flat
+
+
+def genotypes(run_dir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((run_dir / "genotypes").iterdir())}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    assert metrics(a) == metrics(b)
+    assert genotypes(a) == genotypes(b)
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, Path]:
+    """One uninterrupted run that several tests compare against."""
+    tmp = tmp_path_factory.mktemp("reference")
+    spec = write(tmp)
+    return spec, run(spec, tmp / "run")
+
+
+def test_run_directory_holds_everything(reference):
+    _, run_dir = reference
+    for name in ("spec.yaml", "spec.resolved.yaml", "plan.txt", "env.json", "run.json", "metrics.jsonl",
+                 "checkpoints/last.pt", "genotypes/alice.json", "genotypes/bob.json",
+                 "genotypes/alice.history.jsonl", "summary.json", "figures/cell_alice_normal.png"):
+        assert (run_dir / name).exists(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert set(summary["learners"]) == {"alice", "bob", "carol"}
+    assert summary["learners"]["carol"]["genotype"] is None
+    assert 0 <= summary["learners"]["alice"]["test_acc"]["V"] <= 1
+    history = (run_dir / "genotypes/alice.history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [0, 1, 2]
+    records = metrics(run_dir)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert {(r["learner"], r["epoch"]) for r in epochs} == {(k, e) for k in ("alice", "bob", "carol") for e in range(3)}
+    search = [r for r in epochs if r["phase"] == "search"]
+    assert all("val/V/acc" in r and "train/V/loss" in r for r in search)
+    assert all("entropy/normal" in r for r in search if r["learner"] != "carol")
+    assert "plan tiny" in (run_dir / "plan.txt").read_text()
+
+
+def test_same_spec_and_seed_reproduce_bit_identically(reference, tmp_path):
+    spec, first = reference
+    assert_same_run(first, run(spec, tmp_path / "again"))
+
+
+def test_a_different_seed_changes_the_run(reference, tmp_path):
+    spec, first = reference
+    other = run(spec, tmp_path / "other", "seed=6")
+    assert metrics(first) != metrics(other)
+
+
+def test_resume_after_epoch_one_ends_identical(reference, tmp_path):
+    spec, first = reference
+    stopped = tmp_path / "stopped"
+    with pytest.raises(Interrupted):
+        run(spec, stopped, stop_after_epochs=1)
+    assert json.loads((stopped / "summary.json").read_text())["status"] == "interrupted"
+    resume_run(stopped, RunOptions(progress=False))
+    assert_same_run(first, stopped)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    import sgl.engine.execute as execute
+
+    real = execute.w_step
+    calls = {"n": 0}
+
+    def poisoned(learner, x, y, ctx):
+        calls["n"] += 1
+        result = real(learner, x, y, ctx)
+        if calls["n"] > 3 * 8 + 4:  # mid-way through the second epoch (3 learners, 8 iterations an epoch)
+            result.loss = result.loss * float("nan")
+            result.finite = torch.isfinite(result.loss)
+        return result
+
+    monkeypatch.setattr(execute, "w_step", poisoned)
+    with pytest.raises(NonFiniteLoss, match="non-finite W loss"):
+        run(write(tmp_path), tmp_path / "nan")
+    state = torch.load(tmp_path / "nan/checkpoints/last.pt", weights_only=True)
+    assert state["cursor"]["epoch"] == 1 and state["cursor"]["iteration"] == 0
+    assert json.loads((tmp_path / "nan/summary.json").read_text())["status"] == "failed"
+
+
+def test_existing_run_directory_is_never_overwritten_silently(reference, tmp_path):
+    from sgl.engine.rundir import RunDirError
+
+    spec, _ = reference
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "precious.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="--overwrite"):
+        run(spec, target)
+    assert (target / "precious.txt").read_text() == "mine"
+
+
+def test_plain_darts_is_one_learner_without_stage_two(tmp_path):
+    spec = write(tmp_path, """
+name: darts
+data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
+learners:
+  solo: {kind: darts, channels: 4, layers: 3, nodes: 2}
+loss_weights: {pseudo: 0}
+stages:
+  - {epochs: 2, steps: [A, W], arch_start: 1}
+run: {cpu: true}
+""")
+    run_dir = run(spec, tmp_path / "run")
+    history = [json.loads(line) for line in (run_dir / "genotypes/solo.history.jsonl").read_text().splitlines()]
+    # arch_start: 1 -> the architecture does not move during the first epoch, then it does.
+    assert history[0]["alpha"] == json.loads(json.dumps(history[0]["alpha"]))
+    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    assert set(state["learners"]["solo"]["nets"]) == {"W"}
+
+
+def test_growing_space_enters_its_phases(tmp_path):
+    spec = write(tmp_path, """
+name: pdarts
+data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
+learners:
+  pat: {kind: p_darts, channels: 4, nodes: 2, phases: [{layers: 3, ops: 8}, {layers: 4, ops: 3, skip_dropout: 0.2}]}
+  sam: {kind: darts, channels: 4, layers: 3, nodes: 2}
+stages:
+  - {name: phase1, epochs: 1, steps: [A, W, PL, V]}
+  - {name: phase2, epochs: 1, steps: [A, W, PL, V]}
+run: {cpu: true}
+""")
+    run_dir = run(spec, tmp_path / "run")
+    history = [json.loads(line) for line in (run_dir / "genotypes/pat.history.jsonl").read_text().splitlines()]
+    pruned = history[-1]["alpha"]["normal"]
+    assert all(sum(1 for w in row if w > 0) == 3 for row in pruned)  # 3 ops kept per edge in phase 2
+    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    assert int(state["learners"]["pat"]["space"]["phase_index"]) == 1
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    run_dir = run(write(tmp_path), tmp_path / "bf16", "run.mixed_precision=bf16", "stages.1.epochs=1")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def test_hard_pseudo_labels_with_threshold(tmp_path):
+    run_dir = run(write(tmp_path), tmp_path / "hard", "pseudo_labels={name: hard, threshold: 0.5}", "stages.1.epochs=1")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def _cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_two_processes_agree_and_write_once(tmp_path):
+    spec = write(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "sgl.engine.cli", "run", str(spec), "stages.1.epochs=1", "-q"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = list((tmp_path / "runs/tiny").iterdir())
+    assert len(runs) == 1, runs  # only the main process made a run directory
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["distributed"]["processes"] == 2
+    fingerprints = summary["distributed"]["architecture_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    lines = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["kind"], r["learner"], r.get("step"), r["epoch"]) for r in lines]
+    assert len(keys) == len(set(keys))  # every record written once
+
+
+def test_plain_progress_lines_and_summary_when_not_a_terminal(tmp_path):
+    spec = write(tmp_path)
+    process = _cli("run", str(spec), "stages.1.epochs=1", "--run-dir", str(tmp_path / "cli"), cwd=tmp_path)
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    assert "[warmup] epoch 1/2 · iteration 3/8" in out
+    assert "ETA" in out
+    assert "summary" in out and "alice" in out and "genotypes/alice.json" in out
+
+
+def test_interrupt_checkpoints_and_resume_completes(tmp_path):
+    spec = write(tmp_path)
+    run_dir = tmp_path / "sigint"
+    process = _cli("run", str(spec), "--run-dir", str(run_dir), cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, out
+    assert "sgl resume" in out
+    assert (run_dir / "checkpoints/last.pt").exists()
+    resumed = _cli("resume", str(run_dir), "-q", cwd=tmp_path)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
