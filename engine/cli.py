@@ -111,7 +111,7 @@ def _run_errors(fn):
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
-        except RunDirError as exc:
+        except (RunDirError, FileNotFoundError) as exc:  # a run dir or a dataset that is not there
             if ctx.obj.get("debug"):
                 raise
             raise UserError(f"error: {exc}") from None
@@ -210,6 +210,12 @@ def components(kind: str | None) -> None:
     registry.load_plugins()
     print_components(_console(), kind)
 
+
+from .cli_report import export, make_train_command, report  # noqa: E402  (they import UserError from here)
+
+main.add_command(report)
+main.add_command(export)
+main.add_command(make_train_command(run))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

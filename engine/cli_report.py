@@ -111,40 +111,18 @@ def check_evaluation_only(spec_path: Path, overrides: tuple[str, ...]) -> None:
         )
 
 
-def make_train_command(run_command: click.Command | None = None) -> click.Command:
+def make_train_command(run_command: click.Command) -> click.Command:
     """`sgl train SPEC [OVERRIDES]`: `sgl run` for specs whose stages are all evaluation stages.
 
-    With ``run_command`` (the `sgl run` command), `train` takes exactly its arguments and options
-    and invokes it after the check; without, it calls ``execute.run_spec(spec, overrides, options)``.
+    It takes exactly `sgl run`'s arguments and options and invokes it after the check.
     """
-    help_text = ("Train genotypes from scratch and test them: `sgl run` for evaluation-only specs "
-                 "(overrides as key.path=value).")
-    if run_command is not None:
-        @click.pass_context
-        def delegate(ctx: click.Context, **kwargs: Any) -> Any:
-            spec = kwargs.get("spec")
-            overrides = tuple(kwargs.get("overrides") or ())
-            if spec is not None:
-                check_evaluation_only(Path(spec), overrides)
-            return ctx.invoke(run_command, **kwargs)
 
-        return click.Command("train", params=list(run_command.params), callback=delegate, help=help_text)
+    @click.pass_context
+    def delegate(ctx: click.Context, **kwargs: Any) -> Any:
+        check_evaluation_only(Path(kwargs["spec"]), tuple(kwargs.get("overrides") or ()))
+        return ctx.invoke(run_command, **kwargs)
 
-    @click.command("train", help=help_text)
-    @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-    @click.argument("overrides", nargs=-1)
-    @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Write the run here instead of <output>/<name>/<id>.")
-    @click.option("--overwrite", is_flag=True, help="Replace a non-empty --run-dir.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-    def train(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, quiet: bool) -> None:
-        check_evaluation_only(spec, overrides)
-        from .execute import RunOptions, run_spec
-
-        run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, progress=not quiet))
-
-    return train
-
-
-#: `sgl train` standing alone (calls execute.run_spec); engine/cli.py may prefer
-#: ``make_train_command(run)`` so that `train` takes exactly `run`'s options.
-train = make_train_command()
+    return click.Command(
+        "train", params=list(run_command.params), callback=delegate,
+        help="Train genotypes from scratch and test them: `sgl run` for evaluation-only specs (overrides as key.path=value).",
+    )

@@ -51,7 +51,8 @@ class _Cursor:
     phase: int = 0
     epoch: int = 0
     iteration: int = 0
-    elapsed: float = 0.0  # seconds of training before this process started (resumed runs)
+    elapsed: float = 0.0  # seconds run before this process started (resumed runs)
+    search_elapsed: float = 0.0  # of which in training (search) phases: the search cost
     completed: list[dict[str, Any]] = field(default_factory=list)  # results of finished evaluate stages
 
 
@@ -64,9 +65,11 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     overrides = list(overrides)
     compiled = compile_spec(spec_path, overrides)
     accelerator = _accelerator(compiled.spec)
+    executor = Executor(compiled, accelerator, options)  # loads data: fails before a run directory exists
     path = _shared_run_dir(accelerator, compiled, options)
     rundir = RunDir(path, writer=accelerator.is_main_process)
     spec_file = Path(spec_path)
+    task = executor.bundle.task
     run_info = {
         "name": compiled.spec.name,
         "spec": str(spec_file.resolve()),
@@ -74,6 +77,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         "overrides": overrides,
         "seed": compiled.spec.seed,
         "format": CHECKPOINT_FORMAT,
+        "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
     }
     rundir.write_start(
         spec_text=spec_file.read_text(encoding="utf-8"),
@@ -82,7 +86,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         run_info=run_info,
         env=environment(accelerator, compiled.base_dir),
     )
-    Executor(compiled, rundir, accelerator, options).execute(_Cursor())
+    executor.execute(_Cursor(), rundir)
     return path
 
 
@@ -97,9 +101,9 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
     state = rundir.load_checkpoint()
     if state.get("format") != CHECKPOINT_FORMAT:
         raise RunDirError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
-    executor = Executor(compiled, rundir, accelerator, options)
-    cursor = executor.restore(state)
-    executor.execute(cursor)
+    executor = Executor(compiled, accelerator, options)
+    cursor = executor.restore(state, rundir)
+    executor.execute(cursor, rundir)
     return path
 
 
@@ -175,11 +179,11 @@ def _shared_run_dir(accelerator: Any, compiled: Compiled, options: RunOptions) -
 
 
 class Executor:
-    def __init__(self, compiled: Compiled, rundir: RunDir, accelerator: Any, options: RunOptions) -> None:
+    def __init__(self, compiled: Compiled, accelerator: Any, options: RunOptions) -> None:
         self.compiled = compiled
         self.spec = compiled.spec
         self.graph = compiled.graph
-        self.rundir = rundir
+        self.rundir: RunDir | None = None  # given by execute() / restore()
         self.accelerator = accelerator
         self.options = options
         self._stop_requested = False
@@ -200,12 +204,14 @@ class Executor:
         common = dict(batch_size=spec.data.batch_size, rank=rank, world=world,
                       num_workers=spec.data.num_workers, device=accelerator.device)
         unlabeled = splits.train if spec.data.unlabeled == "train" else splits.val
+        searching = any(p.type == "train" for p in self.graph.phases)
+        # An evaluation-only spec has no search streams (its data may be too small for them).
         self.streams = {
             "train": BatchStream(self.bundle.train, splits.train, seed=stream_seed(spec.seed, "train"), **common),
             "val": BatchStream(self.bundle.train, splits.val, seed=stream_seed(spec.seed, "val"), **common),
             "unlabeled": BatchStream(self.bundle.train, unlabeled, seed=stream_seed(spec.seed, "unlabeled"), **common),
-        }
-        self.iterations = self.streams["train"].batches_per_cycle
+        } if searching else {}
+        self.iterations = self.streams["train"].batches_per_cycle if searching else 0
 
         self.learners = {
             name: Learner(lp, spec.learners[name], spec, self.bundle.task, accelerator)
@@ -226,6 +232,11 @@ class Executor:
             enabled=options.progress and accelerator.is_main_process,
         )
         self._started = time.perf_counter()
+        self._phase_started: float | None = None
+
+    def _search_time(self) -> float:
+        """Seconds spent in the current training phase so far (0 outside training phases)."""
+        return 0.0 if self._phase_started is None else time.perf_counter() - self._phase_started
 
     # -- distributed helpers
     def _reduce_grads(self, grads: list[torch.Tensor]) -> None:
@@ -249,7 +260,8 @@ class Executor:
         return {
             "format": CHECKPOINT_FORMAT,
             "cursor": {"phase": cursor.phase, "epoch": cursor.epoch, "iteration": cursor.iteration,
-                       "elapsed": cursor.elapsed + time.perf_counter() - self._started},
+                       "elapsed": cursor.elapsed + time.perf_counter() - self._started,
+                       "search_elapsed": cursor.search_elapsed + self._search_time()},
             "completed": cursor.completed,
             "learners": {name: learner.state_dict() for name, learner in self.learners.items()},
             "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
@@ -258,8 +270,9 @@ class Executor:
             "offsets": self.rundir.offsets(),
         }
 
-    def restore(self, state: dict[str, Any]) -> _Cursor:
-        cursor = _Cursor(**{k: state["cursor"][k] for k in ("phase", "epoch", "iteration", "elapsed")})
+    def restore(self, state: dict[str, Any], rundir: RunDir) -> _Cursor:
+        self.rundir = rundir
+        cursor = _Cursor(**{k: state["cursor"][k] for k in ("phase", "epoch", "iteration", "elapsed", "search_elapsed")})
         cursor.completed = list(state.get("completed", []))
         phase = self.graph.phases[min(cursor.phase, len(self.graph.phases) - 1)]
         for name, learner in self.learners.items():
@@ -283,7 +296,8 @@ class Executor:
         self.rundir.save_checkpoint(self.state(cursor))
 
     # -- the walk
-    def execute(self, cursor: _Cursor) -> None:
+    def execute(self, cursor: _Cursor, rundir: RunDir) -> None:
+        self.rundir = rundir
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def request_stop(signum, frame):  # finish the iteration, checkpoint, then stop
@@ -300,7 +314,12 @@ class Executor:
                 while cursor.phase < len(self.graph.phases):
                     phase = self.graph.phases[cursor.phase]
                     if phase.type == "train":
-                        self._train_phase(phase, cursor)
+                        self._phase_started = time.perf_counter()
+                        try:
+                            self._train_phase(phase, cursor)
+                        finally:
+                            cursor.search_elapsed += self._search_time()
+                            self._phase_started = None
                     elif phase.type == "derive":
                         self._derive(phase)
                     else:
@@ -517,9 +536,13 @@ class Executor:
             from sgl.registry.spaces.genotype import resolve_genotype
 
             genotype = resolve_genotype(stage.genotype, base_dir=self.compiled.base_dir)
+        def after_epoch(done: int) -> None:
+            if self._stop_requested:
+                raise Interrupted(f"stopped in evaluation stage {stage.name!r} after its epoch {done}")
+
         return evaluate_genotype(
             stage, self.spec, genotype, base_dir=self.compiled.base_dir, accelerator=self.accelerator,
-            rundir=self.rundir, progress=self.progress, seed=self.spec.seed,
+            rundir=self.rundir, progress=self.progress, seed=self.spec.seed, after_epoch=after_epoch,
         )
 
     def _final_accuracies(self) -> dict[str, dict[str, float]]:
@@ -530,7 +553,7 @@ class Executor:
 
     def _write_summary(self, cursor: _Cursor, status: str) -> None:
         elapsed = cursor.elapsed + time.perf_counter() - self._started
-        hours = elapsed / 3600
+        hours = (cursor.search_elapsed + self._search_time()) / 3600
         test = self._final_accuracies() if status == "completed" else {}
         learners = {}
         rows = []
