@@ -73,9 +73,14 @@ def validate(specs: tuple[Path, ...]) -> None:
             failures.extend(exc.problems)
             continue
         graph = compiled.graph
-        click.echo(f"ok: {path} ({len(graph.learners)} learners, {len(graph.phases)} stages, {graph.total_epochs} epochs)")
+        click.echo(f"ok: {path} ({_count(len(graph.learners), 'learner')}, {_count(len(graph.phases), 'stage')}, "
+                   f"{_count(graph.total_epochs, 'search epoch')})")
     if failures:
         raise SpecError(failures)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @main.command("plan")

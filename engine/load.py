@@ -212,12 +212,12 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
 def _merge(base: Document, over: Document) -> Document:
     """Deep merge: maps merge key by key, everything else (lists included) is replaced."""
 
-    def merge(a: Any, b: Any) -> Any:
-        if isinstance(a, dict) and isinstance(b, dict):
+    def merge(a: Any, b: Any, top: bool = False) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict) and (top or not _names_another_component(a, b)):
             return {**a, **{k: merge(a[k], v) if k in a else v for k, v in b.items()}}
         return b
 
-    data = merge(base.data, over.data)
+    data = merge(base.data, over.data, top=True)
     keys: dict[KeyPath, Pos] = {}
     values: dict[KeyPath, Pos] = {}
 
@@ -234,6 +234,18 @@ def _merge(base: Document, over: Document) -> Document:
 
     walk(data, ())
     return Document(data, over.path, keys, values, [*over.sources, *base.sources])
+
+
+_COMPONENT_KEYS = ("kind", "name", "method", "type")
+
+
+def _names_another_component(base: dict[str, Any], over: dict[str, Any]) -> bool:
+    """A mapping that switches component (say kind: darts -> p_darts) replaces the base's whole:
+    merging would leave the old component's options behind, which the new one may not have."""
+    for key in _COMPONENT_KEYS:
+        if key in base and key in over:
+            return base[key] != over[key]
+    return False
 
 
 def apply_override(doc: Document, text: str, number: int = 1) -> None:

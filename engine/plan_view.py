@@ -49,6 +49,8 @@ def plan_text(graph: StageGraph, console: Console) -> None:
         extra = f", A through {lp.arch_net}" if lp.arch_net else ""
         peers = f", learns from {', '.join(lp.peers)}" if lp.peers else ""
         horizons = ", ".join(f"{n} schedule {e} ep" for n, e in lp.schedule_epochs.items())
+        if lp.space_phases > 1:
+            horizons = f"{lp.space_phases} growing phases, networks and schedules restart with each"
         console.print(f"  {lp.name}: {lp.kind} ({role}), seed {lp.seed}, networks {'+'.join(lp.networks)}{extra}{peers}; {horizons}")
     console.print()
     console.print("[bold]graph[/bold] (one iteration per training phase, in order)")
