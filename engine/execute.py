@@ -466,7 +466,7 @@ class Executor:
 
     def _accuracy(self, learner: Learner, net: str, dataset, indices) -> float:
         module = learner.nets[net].module
-        module.eval()
+        undo = _batch_statistics(module) if self.spec.run.eval_bn == "batch" else _running_statistics(module)
         correct = torch.zeros((), device=self.accelerator.device)
         total = torch.zeros((), device=self.accelerator.device)
         arch = learner.arch()
@@ -476,7 +476,7 @@ class Executor:
                 logits = learner.logits(net, x, arch)
                 correct += (logits.argmax(dim=1) == y).sum()
                 total += y.shape[0]
-        module.train()
+        undo()
         counts = self._sum(torch.stack([correct, total]))
         return float(counts[0] / counts[1].clamp(min=1))
 
@@ -601,6 +601,30 @@ class Executor:
                 for param in space.arch_parameters():
                     digest.update(param.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+def _batch_statistics(module: torch.nn.Module):
+    """Normalise with each batch's statistics without touching the running ones; returns an undo."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    dropouts = [m for m in module.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    module.train()
+    for m in norms:
+        m.track_running_stats = False
+    for m in dropouts:
+        m.eval()
+
+    def undo() -> None:
+        for m in norms:
+            m.track_running_stats = True
+        module.train()
+
+    return undo
+
+
+def _running_statistics(module: torch.nn.Module):
+    """Evaluation mode (running statistics, no dropout); returns an undo."""
+    module.eval()
+    return module.train
 
 
 def _actions(phase: PhasePlan, graph: StageGraph) -> list[tuple[str, list[str]]]:

@@ -119,6 +119,11 @@ class RunSpec(Section):
     log_every: PositiveInt = Field(20, description="Log metrics (and sync with the device) every this many iterations.")
     tensorboard: Literal["auto", "on", "off"] = Field("auto", description="TensorBoard events: auto = when installed.")
     threads: PositiveInt | None = Field(None, description="torch CPU threads (default: torch's choice).")
+    eval_bn: Literal["batch", "running"] = Field(
+        "batch",
+        description="BatchNorm statistics when measuring the learners' accuracy during the search: batch "
+        "(as the architecture step sees the network) or running (DARTS' infer; poor early in a search).",
+    )
 
 
 def _shorthand(key: str, default: str | None):
