@@ -20,13 +20,18 @@ def _confidence_mask(probs: torch.Tensor, threshold: float) -> torch.Tensor | No
     return (probs.max(dim=1).values >= threshold).to(probs.dtype)
 
 
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    # Labels from half-precision logits are computed in float32; float64 stays float64.
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def soft_labels(logits: torch.Tensor, temperature: float, threshold: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    probs = F.softmax(logits.float() / temperature, dim=1)
+    probs = F.softmax(_at_least_float32(logits) / temperature, dim=1)
     return probs, _confidence_mask(probs, threshold)
 
 
 def hard_labels(logits: torch.Tensor, temperature: float, threshold: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    probs = F.softmax(logits.float() / temperature, dim=1)
+    probs = F.softmax(_at_least_float32(logits) / temperature, dim=1)
     one_hot = F.one_hot(probs.argmax(dim=1), probs.shape[1]).to(probs.dtype)
     return one_hot, _confidence_mask(probs, threshold)
 

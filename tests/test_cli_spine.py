@@ -19,12 +19,13 @@ def sgl(*args: str, cwd: Path = REPO, python: tuple[str, ...] = ()) -> subproces
 
 
 def test_validate_every_shipped_spec():
-    specs = sorted(str(p.relative_to(REPO)) for p in SPECS.glob("*.yaml"))
+    specs = sorted(str(p.relative_to(REPO)) for p in SPECS.glob("**/*.yaml"))
+    assert len(specs) > 10  # the quickstart, the paper's recipes, baselines and mixes
     result = sgl("validate", *specs)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [line for line in result.stdout.splitlines() if line.startswith("ok: ")]
     assert len(result.stdout.splitlines()) == len(specs)
-    assert "ok: specs/quickstart.yaml (3 learners, 3 stages, 4 epochs)" in result.stdout
+    assert "ok: specs/quickstart.yaml (3 learners, 3 stages, 4 search epochs)" in result.stdout
 
 
 def test_bad_spec_exits_2_with_one_clean_line(tmp_path):
@@ -49,7 +50,7 @@ def test_validate_reports_every_file(tmp_path):
     worse = write_spec(tmp_path, "name: [\n", "worse.yaml")
     result = sgl("validate", str(bad), str(good), str(worse))
     assert result.returncode == 2
-    assert result.stdout == f"ok: {good} (2 learners, 3 stages, 3 epochs)\n"
+    assert result.stdout == f"ok: {good} (2 learners, 3 stages, 3 search epochs)\n"
     lines = result.stderr.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{where(bad, 'dartz')}: learners.alice.kind: unknown learner kind 'dartz'")

@@ -1,21 +1,17 @@
-"""First-order architecture gradient: V is treated as independent of A."""
+"""First-order architecture gradient: V is treated as independent of A (the SGL authors' code)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .base import ArchContext
+from .virtual_step import Functional, grad, val_loss
 
 
 def first_order(ctx: ArchContext) -> dict[str, list[torch.Tensor]]:
     grads = {}
     for name in ctx.targets:
-        learner = ctx.learners[name]
-        params = learner.space.arch_parameters()
-        with ctx.autocast():
-            loss = F.cross_entropy(learner.logits(learner.v_net, ctx.x_val), ctx.y_val)
-        # allow_unused: a supernet too shallow to have a normal cell never reads α_normal.
-        found = torch.autograd.grad(loss, params, allow_unused=True)
-        grads[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)]
+        # Functional: cloned buffers, so measuring L_val leaves V's BatchNorm statistics alone.
+        model = Functional(ctx.learners[name], "v")
+        grads[name] = grad(val_loss(ctx, model, model.params), model.arch())
     return grads

@@ -12,22 +12,14 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from ..core import ComponentConfig, register
+from .genotype import DEFAULT_PRIMITIVES
 
 if TYPE_CHECKING:
     from ..task import Task
     from .base import SearchSpace
 
 #: DARTS' candidate operations, in the order of the reference code (``genotypes.PRIMITIVES``).
-DARTS_PRIMITIVES: tuple[str, ...] = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
+DARTS_PRIMITIVES: tuple[str, ...] = DEFAULT_PRIMITIVES
 
 
 class SearchSpaceConfig(ComponentConfig):

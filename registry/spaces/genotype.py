@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-#: DARTS' candidate operations in the reference order (kept equal to ``spaces.DARTS_PRIMITIVES``;
-#: repeated here so that this module stays free of the pydantic configs).
+#: DARTS' candidate operations in the reference order (``genotypes.PRIMITIVES``); the search
+#: spaces' configs take their default from here.
 DEFAULT_PRIMITIVES: tuple[str, ...] = (
     "none",
     "max_pool_3x3",
