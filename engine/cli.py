@@ -155,7 +155,8 @@ def _with_options(options):
 @_run_errors
 def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, stop_after: int | None, quiet: bool) -> None:
     """Run a spec: search (and derive / evaluate) as its stages say. Overrides as key.path=value."""
-    from .execute import RunOptions, run_spec
+    from .execute import RunOptions
+    from .session import run_spec
 
     run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, stop_after_epochs=stop_after, progress=not quiet))
     _exit_if_distributed()
@@ -169,7 +170,8 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 @_run_errors
 def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
     """Continue a run from its last checkpoint; the run directory holds everything needed."""
-    from .execute import RunOptions, resume_run
+    from .execute import RunOptions
+    from .session import resume_run
 
     resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=not quiet))
     _exit_if_distributed()

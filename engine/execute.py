@@ -6,23 +6,22 @@ stages), not SGL: a plain DARTS run is a graph with one learner and no V or PL n
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from rich.markup import escape
 
-from .compile import Compiled, compile_spec
+from .compile import Compiled
 from .data import BatchStream, eval_batches, split_indices, stream_seed
 from .learners import Learner
 from .metrics import Accumulator
 from .plan import PhasePlan, StageGraph
 from .progress import Progress, summary_table
-from .rundir import RunDir, RunDirError, environment, new_run_dir, read_run_info
+from .rundir import RunDir
 from .steps import StepContext, a_step, pl_step, v_step, w_step
 
 CHECKPOINT_FORMAT = 1
@@ -45,7 +44,7 @@ class RunOptions:
 
 
 @dataclass
-class _Cursor:
+class Cursor:
     """Where the run is: the next phase, global epoch and iteration within that epoch."""
 
     phase: int = 0
@@ -54,125 +53,6 @@ class _Cursor:
     elapsed: float = 0.0  # seconds run before this process started (resumed runs)
     search_elapsed: float = 0.0  # of which in training (search) phases: the search cost
     completed: list[dict[str, Any]] = field(default_factory=list)  # results of finished evaluate stages
-
-
-# ----------------------------------------------------------------------------- entry points
-
-
-def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None) -> Path:
-    """`sgl run`: compile the spec, make a run directory and execute the plan."""
-    options = options or RunOptions()
-    overrides = list(overrides)
-    compiled = compile_spec(spec_path, overrides)
-    accelerator = _accelerator(compiled.spec)
-    executor = Executor(compiled, accelerator, options)  # loads data: fails before a run directory exists
-    path = _shared_run_dir(accelerator, compiled, options)
-    rundir = RunDir(path, writer=accelerator.is_main_process)
-    spec_file = Path(spec_path)
-    task = executor.bundle.task
-    run_info = {
-        "name": compiled.spec.name,
-        "spec": str(spec_file.resolve()),
-        "base_dir": str(compiled.base_dir.resolve()),
-        "overrides": overrides,
-        "seed": compiled.spec.seed,
-        "format": CHECKPOINT_FORMAT,
-        "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
-    }
-    rundir.write_start(
-        spec_text=spec_file.read_text(encoding="utf-8"),
-        resolved_yaml=resolved_yaml(compiled),
-        plan_text=_plan_text(compiled.graph),
-        run_info=run_info,
-        env=environment(accelerator, compiled.base_dir),
-    )
-    executor.execute(_Cursor(), rundir)
-    return path
-
-
-def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
-    """`sgl resume`: continue a run from its last checkpoint with nothing else given."""
-    options = options or RunOptions()
-    path = Path(run_dir)
-    info = read_run_info(path)
-    compiled = compile_spec(path / "spec.resolved.yaml", base_dir=Path(info["base_dir"]))
-    accelerator = _accelerator(compiled.spec)
-    rundir = RunDir(path, writer=accelerator.is_main_process)
-    state = rundir.load_checkpoint()
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
-    executor = Executor(compiled, accelerator, options)
-    cursor = executor.restore(state, rundir)
-    executor.execute(cursor, rundir)
-    return path
-
-
-def resolved_yaml(compiled: Compiled) -> str:
-    import io
-
-    from ruamel.yaml import YAML
-
-    data = compiled.spec.model_dump(mode="json")
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buffer = io.StringIO()
-    buffer.write(f"# {compiled.spec.name}: the spec as run (defaults filled, overrides applied).\n")
-    yaml.dump(data, buffer)
-    return buffer.getvalue()
-
-
-def _plan_text(graph: StageGraph) -> str:
-    from rich.console import Console
-
-    from .plan_view import plan_text
-
-    console = Console(record=True, width=140, file=open(os.devnull, "w"), color_system=None)
-    plan_text(graph, console)
-    return console.export_text()
-
-
-def _accelerator(spec: Any):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    if spec.deterministic:
-        # cuBLAS needs this before its first use to be deterministic.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") not in (None, spec.run.mixed_precision) and not _distributed():
-        # A second run in one process (tests, notebooks) with another precision: start afresh.
-        AcceleratorState._reset_state(reset_partial_state=True)
-    kwargs: dict[str, Any] = {}
-    if spec.run.tensorboard != "off" and _has_tensorboard():
-        kwargs = {"log_with": "tensorboard"}
-    elif spec.run.tensorboard == "on":
-        raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
-    return Accelerator(cpu=spec.run.cpu, mixed_precision=spec.run.mixed_precision, **kwargs)
-
-
-def _distributed() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _has_tensorboard() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def _shared_run_dir(accelerator: Any, compiled: Compiled, options: RunOptions) -> Path:
-    """The main process picks the run directory; the others are told which."""
-    from accelerate.utils import broadcast_object_list
-
-    box: list[Any] = [None]
-    if accelerator.is_main_process:
-        output = compiled.spec.run.output
-        output = output if output.is_absolute() else compiled.base_dir / output
-        box[0] = str(new_run_dir(output, compiled.spec.name, options.run_dir, options.overwrite))
-    if accelerator.num_processes > 1:
-        broadcast_object_list(box)
-    return Path(box[0])
 
 
 # ----------------------------------------------------------------------------- the executor
@@ -253,7 +133,7 @@ class Executor:
         return values if self.accelerator.num_processes == 1 else self.accelerator.reduce(values, reduction="sum")
 
     # -- checkpoints
-    def state(self, cursor: _Cursor) -> dict[str, Any]:
+    def state(self, cursor: Cursor) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and self.accelerator.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.accelerator.device)
@@ -270,9 +150,9 @@ class Executor:
             "offsets": self.rundir.offsets(),
         }
 
-    def restore(self, state: dict[str, Any], rundir: RunDir) -> _Cursor:
+    def restore(self, state: dict[str, Any], rundir: RunDir) -> Cursor:
         self.rundir = rundir
-        cursor = _Cursor(**{k: state["cursor"][k] for k in ("phase", "epoch", "iteration", "elapsed", "search_elapsed")})
+        cursor = Cursor(**{k: state["cursor"][k] for k in ("phase", "epoch", "iteration", "elapsed", "search_elapsed")})
         cursor.completed = list(state.get("completed", []))
         phase = self.graph.phases[min(cursor.phase, len(self.graph.phases) - 1)]
         for name, learner in self.learners.items():
@@ -289,14 +169,14 @@ class Executor:
         self.progress.message(f"resuming {self.rundir.path} at stage {phase.name}, epoch {cursor.epoch + 1}, iteration {cursor.iteration + 1}")
         return cursor
 
-    def _iterations_before(self, cursor: _Cursor) -> int:
+    def _iterations_before(self, cursor: Cursor) -> int:
         return cursor.epoch * self.iterations + cursor.iteration
 
-    def _checkpoint(self, cursor: _Cursor) -> None:
+    def _checkpoint(self, cursor: Cursor) -> None:
         self.rundir.save_checkpoint(self.state(cursor))
 
     # -- the walk
-    def execute(self, cursor: _Cursor, rundir: RunDir) -> None:
+    def execute(self, cursor: Cursor, rundir: RunDir) -> None:
         self.rundir = rundir
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -357,7 +237,7 @@ class Executor:
                 learner.build_networks(self._horizons(learner, phase))
                 self.progress.message(f"{name}: entered growing phase {target + 1} ({phase.name})")
 
-    def _train_phase(self, phase: PhasePlan, cursor: _Cursor) -> None:
+    def _train_phase(self, phase: PhasePlan, cursor: Cursor) -> None:
         self._enter_space_phases(phase)
         actions = _actions(phase, self.graph)
         needs = {step for step, _ in actions}
@@ -365,8 +245,13 @@ class Executor:
         last_epoch = phase.first_epoch + phase.epochs
         if cursor.epoch < phase.first_epoch:
             cursor.epoch = phase.first_epoch
+        arch_start = (phase.arch_from_epoch - phase.first_epoch) if phase.arch_from_epoch is not None else phase.epochs
         while cursor.epoch < last_epoch:
             arch_on = phase.arch_from_epoch is not None and cursor.epoch >= phase.arch_from_epoch
+            for learner in self.learners.values():
+                if learner.space is not None:
+                    for net in learner.nets.values():
+                        learner.space.configure_epoch(net.module, cursor.epoch - phase.first_epoch, phase.epochs, arch_start)
             for it in range(cursor.iteration, self.iterations):
                 self._iteration(actions, needs, arch_on)
                 cursor.iteration = it + 1
@@ -429,7 +314,7 @@ class Executor:
         )
 
     # -- metrics
-    def _log_interval(self, phase: PhasePlan, cursor: _Cursor) -> None:
+    def _log_interval(self, phase: PhasePlan, cursor: Cursor) -> None:
         values = self.acc.read_and_reset()  # the only host synchronisation of the hot loop
         if not values:
             return
@@ -451,7 +336,7 @@ class Executor:
             self._track(record)
         self.progress.report(shown)
 
-    def _check_finite(self, values: dict, phase: PhasePlan, cursor: _Cursor) -> None:
+    def _check_finite(self, values: dict, phase: PhasePlan, cursor: Cursor) -> None:
         for (name, net), stats in values.items():
             if not stats["finite"]:
                 raise NonFiniteLoss(
@@ -480,7 +365,7 @@ class Executor:
         counts = self._sum(torch.stack([correct, total]))
         return float(counts[0] / counts[1].clamp(min=1))
 
-    def _end_epoch(self, phase: PhasePlan, cursor: _Cursor) -> None:
+    def _end_epoch(self, phase: PhasePlan, cursor: Cursor) -> None:
         totals = _by_learner(self.epoch_acc.read_and_reset())
         now = round(time.perf_counter() - self._started, 3)
         for name, learner in self.learners.items():
@@ -551,7 +436,7 @@ class Executor:
             for name, learner in self.learners.items()
         }
 
-    def _write_summary(self, cursor: _Cursor, status: str) -> None:
+    def _write_summary(self, cursor: Cursor, status: str) -> None:
         elapsed = cursor.elapsed + time.perf_counter() - self._started
         hours = (cursor.search_elapsed + self._search_time()) / 3600
         test = self._final_accuracies() if status == "completed" else {}

@@ -75,9 +75,8 @@ class Learner:
         return module(x) if self.space is None else module(x, arch if arch is not None else self.arch())
 
     def view(self) -> LearnerView:
-        arch_net = self.plan.arch_net or "W"
-        v_name = "V" if "V" in self.nets else "W"
-        w, v = self.nets["W"], self.nets[v_name if arch_net == "V" else "W"]
+        # The architecture gradient flows through V, or through W when there is no stage 2.
+        w, v = self.nets["W"], self.nets[self.plan.arch_net or "W"]
         return LearnerView(self.name, self.space, w.module, w.optimizer, v.module, v.optimizer)
 
     def genotype(self):

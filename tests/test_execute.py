@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgl.engine.execute import Interrupted, NonFiniteLoss, RunOptions, resume_run, run_spec
+from sgl.engine.execute import Interrupted, NonFiniteLoss, RunOptions
+from sgl.engine.session import resume_run, run_spec
 
 TINY = """
 name: tiny

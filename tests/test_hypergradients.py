@@ -8,6 +8,7 @@ r = 0.01 they agree only roughly on ReLU/max-pool cells); Hessian-vector product
 from __future__ import annotations
 
 import copy
+import os
 from contextlib import nullcontext
 
 import pytest
@@ -523,6 +524,9 @@ def _ddp_worker(rank: int, world: int, rendezvous: str) -> None:
                 dist.all_reduce(g)
     finally:
         dist.destroy_process_group()
+    # A finished gloo process sometimes aborts at interpreter exit ("terminate called without an
+    # active exception", a known PyTorch issue): leave without the teardown. Failures raised above.
+    os._exit(0)
 
 
 def test_wrapped_optimizers_and_ddp_networks(tmp_path):

@@ -347,3 +347,27 @@ def test_p_darts_genotype_limits_skip_connect_in_the_normal_cell_only() -> None:
     assert [op for op, _ in g.normal].count("skip_connect") == 1
     assert [op for op, _ in g.reduce].count("skip_connect") == 6
     assert isinstance(space, PDartsSpace) and g.space == "p_darts"
+
+
+def test_pdarts_skip_dropout_schedule_follows_the_reference():
+    import math
+
+    from sgl.registry.spaces.p_darts import skip_dropout_rate
+
+    # 25-epoch phase, A-steps from epoch 10, rate 0.4, decay 0.2 (P-DARTS' train_search.py)
+    assert skip_dropout_rate(0.4, 0, 25, 10, 0.2) == pytest.approx(0.4 * 24 / 25)
+    assert skip_dropout_rate(0.4, 9, 25, 10, 0.2) == pytest.approx(0.4 * 15 / 25)
+    assert skip_dropout_rate(0.4, 10, 25, 10, 0.2) == pytest.approx(0.4)
+    assert skip_dropout_rate(0.4, 15, 25, 10, 0.2) == pytest.approx(0.4 * math.exp(-1.0))
+
+
+def test_pdarts_configure_epoch_sets_the_networks_dropout():
+    from sgl.registry.spaces import PDartsConfig
+    from sgl.registry.spaces.darts import SkipDropout
+
+    cfg = PDartsConfig(channels=4, nodes=2, phases=[{"layers": 3, "ops": 8, "skip_dropout": 0.5}])
+    space = cfg.build(Task(num_classes=10, in_channels=1, image_size=8))
+    net = space.new_network()
+    space.configure_epoch(net, epoch=0, epochs=4, arch_start=2)
+    rates = [m.p for m in net.modules() if isinstance(m, SkipDropout)]
+    assert rates and all(r == pytest.approx(0.5 * 3 / 4) for r in rates)

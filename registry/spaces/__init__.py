@@ -114,6 +114,9 @@ class PDartsConfig(SearchSpaceConfig):
         default_factory=_pdarts_phases, min_length=1, description="Growing phases, in order."
     )
     max_skip_connect: int = Field(2, ge=0, description="At most this many skip-connects in the final normal cell.")
+    skip_dropout_decay: float = Field(
+        0.2, ge=0, description="Once A-steps run, skip dropout decays as rate·exp(−decay·epochs since); before, linearly."
+    )
 
     @model_validator(mode="after")
     def _shrinking(self) -> PDartsConfig:

@@ -48,6 +48,10 @@ class SearchSpace(nn.Module):
     def phase(self) -> int:
         return 0
 
+    def configure_epoch(self, network: nn.Module, epoch: int, epochs: int, arch_start: int) -> None:
+        """Adjust a network for ``epoch`` of a training stage of ``epochs`` epochs whose A-steps start
+        at ``arch_start`` (e.g. P-DARTS' decaying skip-connect dropout). Called before every epoch."""
+
     def enter_phase(self, index: int) -> None:
         """Move to phase ``index`` (prune operations, keeping their α). Networks must be rebuilt after."""
         if index != 0:

@@ -11,6 +11,8 @@ The cells and the network are DARTS' (``darts.DartsNetwork``); only the ops on e
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -89,6 +91,14 @@ def set_skip_dropout(network: nn.Module, p: float) -> None:
             module.p = p
 
 
+def skip_dropout_rate(rate: float, epoch: int, epochs: int, arch_start: int, decay: float) -> float:
+    """P-DARTS' schedule within a phase: linear to 0 over the weights-only epochs
+    (rate·(E − e − 1)/E), then rate·exp(−decay·(e − arch_start)) once architecture steps run."""
+    if epoch < arch_start:
+        return rate * (epochs - epoch - 1) / epochs
+    return rate * math.exp(-decay * (epoch - arch_start))
+
+
 class PDartsSpace(DartsSpace):
     """α over the ops still kept on each edge, ``[edges, phases[phase].ops]``.
 
@@ -103,6 +113,7 @@ class PDartsSpace(DartsSpace):
         super().__init__(cfg, task)
         self.phases = list(cfg.phases)
         self.max_skip_connect = cfg.max_skip_connect
+        self.skip_dropout_decay = cfg.skip_dropout_decay
         every_op = torch.arange(len(self.primitives)).repeat(num_edges(cfg.nodes), 1)
         self.register_buffer("kept_normal", every_op.clone())
         self.register_buffer("kept_reduce", every_op.clone())
@@ -143,6 +154,10 @@ class PDartsSpace(DartsSpace):
         ops = self.op_weights()
         normal = limit_skip_connect(ops["normal"].tolist(), self.primitives, self.cfg.nodes, self.max_skip_connect)
         return derive_genotype(normal, ops["reduce"], self.primitives, self.cfg.nodes, space=self.space_name)
+
+    def configure_epoch(self, network: nn.Module, epoch: int, epochs: int, arch_start: int) -> None:
+        rate = self.phases[self.phase].skip_dropout
+        set_skip_dropout(network, skip_dropout_rate(rate, epoch, epochs, arch_start, self.skip_dropout_decay))
 
     def enter_phase(self, index: int) -> None:
         """Prune to ``phases[index].ops`` ops per edge and keep their α; ``index`` must be the next phase.
