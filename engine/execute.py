@@ -473,7 +473,7 @@ class Executor:
         self.rundir.write_json("summary.json", summary)
         if status == "completed" and self.accelerator.is_main_process and self.options.progress:
             self.progress.console.print(summary_table(rows))
-            self.progress.console.print(f"run directory: {self.rundir.path}")
+            self.progress.console.print(f"run directory: {self.rundir.path}  (figures and a page: sgl report {self.rundir.path})")
 
 
     def _arch_fingerprint(self) -> str:

@@ -61,6 +61,9 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
         raise RunDirError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
     executor = Executor(compiled, accelerator, options)
     cursor = executor.restore(state, rundir)
+    if cursor.phase >= len(compiled.graph.phases):
+        executor.progress.message(f"{path} is already complete; nothing to resume")
+        return path
     executor.execute(cursor, rundir)
     return path
 

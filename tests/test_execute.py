@@ -260,3 +260,33 @@ def test_interrupt_checkpoints_and_resume_completes(tmp_path):
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+RECIPE = TINY.replace("  - {name: derive}\n", """  - {name: derive}
+  - {name: evaluate, learner: alice, epochs: 1, channels: 4, layers: 3, batch_size: 32, cutout: 0}
+""")
+
+
+def test_one_spec_searches_derives_evaluates_reports_and_exports(tmp_path):
+    from sgl.engine.export import export_model
+    from sgl.engine.report import write_report
+
+    run_dir = run(write(tmp_path, RECIPE), tmp_path / "recipe", "stages.1.epochs=1")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    (evaluation,) = summary["evaluations"]
+    assert evaluation["genotype"] == "genotypes/alice.json"
+    for key in ("test_error_final", "test_error_best", "params_M", "madds_M", "device_hours"):
+        assert isinstance(evaluation[key], float), key
+    assert [json.loads(l)["kind"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()].count("eval_epoch") == 1
+    # the search cost counts the search phases, not the evaluation
+    assert 0 < summary["search_cost"]["hours"] * 3600 < summary["search_cost"]["wall_seconds"]
+
+    report = write_report([run_dir], run_dir)
+    assert report["html"].exists() and report["markdown"].exists()
+    assert "tiny" in report["markdown"].read_text()
+
+    scripted = torch.jit.load(str(export_model(run_dir, "alice", "torchscript")))
+    x = torch.randn(2, 1, 8, 8)
+    assert scripted(x).shape == (2, 10)
+    assert json.loads(export_model(run_dir, "bob", "genotype").read_text())["space"] == "pc_darts"
