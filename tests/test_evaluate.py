@@ -31,15 +31,6 @@ def make_spec(train_size: int = 48, **stage):
     })
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two busy cores make multi-threaded torch crawl; these nets are tiny anyway."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def accelerator():
     from accelerate import Accelerator

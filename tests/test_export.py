@@ -20,15 +20,6 @@ from sgl.registry.task import Task
 DIGITS = Task(num_classes=10, in_channels=1, image_size=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two busy cores make multi-threaded torch crawl; these nets are tiny anyway."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _same_logits(path: Path, eager: torch.nn.Module, task: Task = DIGITS) -> None:
     x = torch.randn(3, task.in_channels, task.image_size, task.image_size, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings():

@@ -26,15 +26,6 @@ from sgl.registry.hypergrad.unrolled import darts_unrolled
 from sgl.registry.pseudo_labels import HardConfig, SoftConfig
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: one thread is fastest, and spares a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 TINY_R = 1e-6  # finite-difference radius for float64 comparisons
 
 # --------------------------------------------------------------------------- a tiny smooth search space
