@@ -274,20 +274,30 @@ def apply_override(doc: Document, text: str, number: int = 1) -> None:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         else:
-            raise SpecError([Problem(origin, dotted(here), f"no such key to override (at {dotted(path[:depth]) or 'top level'})")])
+            raise SpecError([Problem(origin, dotted(here), _cannot_descend(path[:depth], node))])
     last = path[-1]
     if isinstance(node, dict):
         node[last] = value
     elif isinstance(node, list) and isinstance(last, int) and last < len(node):
         node[last] = value
     else:
-        raise SpecError([Problem(origin, dotted(path), "no such key to override")])
+        raise SpecError([Problem(origin, dotted(path), _cannot_descend(path[:-1], node))])
     for table in (doc.keys, doc.values):
         for stale in [p for p in table if p[: len(path)] == path]:
             del table[stale]
     for new in (*created, path):
         doc.keys[new] = origin
         doc.values[new] = origin
+
+
+def _cannot_descend(parent: KeyPath, node: Any) -> str:
+    where = dotted(parent) or "the top level"
+    if isinstance(node, list):
+        return f"no such item to override: {where} has {len(node)} item(s), indexed from 0"
+    if isinstance(node, str):
+        # e.g. `dataset: digits`, a component named by a plain string: there is no key below it.
+        return f"{where} is {node!r}, not a mapping: override it whole, e.g. {where}='{{name: ..., ...}}'"
+    return f"no such key to override: {where} is {node!r}, not a mapping"
 
 
 # --------------------------------------------------------------------------- validation

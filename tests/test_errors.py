@@ -379,7 +379,7 @@ def test_override_creating_an_unknown_section_points_at_the_override():
 def test_override_past_the_end_of_a_list():
     override = "stages.9.epochs=2"
     line = only(problems(SPECS / "quickstart.yaml", (override,)))
-    assert line.startswith(f"<override 1: {override}>: stages.9: no such key to override")
+    assert line == f"<override 1: {override}>: stages.9: no such item to override: stages has 3 item(s), indexed from 0"
 
 
 def test_override_through_a_scalar():
@@ -412,3 +412,12 @@ def test_spec_error_lists_problems_as_lines(tmp_path):
         load_spec(path)
     assert len(info.value.problems) == 2
     assert str(info.value).splitlines() == [str(p) for p in info.value.problems]
+
+
+def test_override_below_a_component_shorthand_says_to_override_it_whole():
+    override = "data.dataset.name=fake"
+    line = only(problems(SPECS / "quickstart.yaml", (override,)))
+    assert line == (
+        f"<override 1: {override}>: data.dataset.name: data.dataset is 'digits', not a mapping: "
+        "override it whole, e.g. data.dataset='{name: ..., ...}'"
+    )
