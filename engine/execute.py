@@ -113,6 +113,7 @@ class Executor:
         )
         self._started = time.perf_counter()
         self._phase_started: float | None = None
+        self._tracker: Any = None  # TensorBoard, through Accelerate's tracker, when installed
 
     def _search_time(self) -> float:
         """Seconds spent in the current training phase so far (0 outside training phases)."""
@@ -178,6 +179,11 @@ class Executor:
     # -- the walk
     def execute(self, cursor: Cursor, rundir: RunDir) -> None:
         self.rundir = rundir
+        if rundir.writer and self.spec.run.tensorboard != "off" and has_tensorboard():
+            from accelerate.tracking import TensorBoardTracker
+
+            self._tracker = TensorBoardTracker("tensorboard", str(rundir.path))  # events in <run>/tensorboard
+            self._tracker.start()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def request_stop(signum, frame):  # finish the iteration, checkpoint, then stop
@@ -220,6 +226,8 @@ class Executor:
                 signal.signal(sig, handler)
             self._write_summary(cursor, status)
             self.rundir.close()
+            if self._tracker is not None:
+                self._tracker.finish()
         if status == "interrupted":
             raise Interrupted(f"run stopped; resume with: sgl resume {self.rundir.path}")
 
@@ -345,9 +353,10 @@ class Executor:
                 )
 
     def _track(self, record: dict[str, Any]) -> None:
-        if getattr(self.accelerator, "trackers", None):
-            scalars = {f"{record['learner']}/{k}": v for k, v in record.items() if isinstance(v, float) and k != "time"}
-            self.accelerator.log(scalars, step=record.get("step", record.get("epoch")))
+        if self._tracker is not None:
+            prefix = f"{record['kind']}/{record['learner']}"
+            scalars = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, float) and k != "time"}
+            self._tracker.log(scalars, step=record.get("step", record.get("epoch")))
 
     def _accuracy(self, learner: Learner, net: str, dataset, indices) -> float:
         module = learner.nets[net].module
@@ -486,6 +495,12 @@ class Executor:
                 for param in space.arch_parameters():
                     digest.update(param.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+def has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _batch_statistics(module: torch.nn.Module):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .compile import Compiled, compile_spec
-from .execute import CHECKPOINT_FORMAT, Executor, RunOptions, Cursor
+from .execute import CHECKPOINT_FORMAT, Cursor, Executor, RunOptions, has_tensorboard
 from .plan import StageGraph
 from .rundir import RunDir, RunDirError, environment, new_run_dir, read_run_info
 
@@ -102,22 +102,13 @@ def _accelerator(spec: Any):
     if state and state.get("_mixed_precision") not in (None, spec.run.mixed_precision) and not _distributed():
         # A second run in one process (tests, notebooks) with another precision: start afresh.
         AcceleratorState._reset_state(reset_partial_state=True)
-    kwargs: dict[str, Any] = {}
-    if spec.run.tensorboard != "off" and _has_tensorboard():
-        kwargs = {"log_with": "tensorboard"}
-    elif spec.run.tensorboard == "on":
+    if spec.run.tensorboard == "on" and not has_tensorboard():
         raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
-    return Accelerator(cpu=spec.run.cpu, mixed_precision=spec.run.mixed_precision, **kwargs)
+    return Accelerator(cpu=spec.run.cpu, mixed_precision=spec.run.mixed_precision)
 
 
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _has_tensorboard() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _shared_run_dir(accelerator: Any, compiled: Compiled, options: RunOptions) -> Path:

@@ -290,3 +290,10 @@ def test_one_spec_searches_derives_evaluates_reports_and_exports(tmp_path):
     x = torch.randn(2, 1, 8, 8)
     assert scripted(x).shape == (2, 10)
     assert json.loads(export_model(run_dir, "bob", "genotype").read_text())["space"] == "pc_darts"
+
+
+def test_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    run_dir = run(write(tmp_path), tmp_path / "tb", "run.tensorboard=on", "stages.1.epochs=1")
+    events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
