@@ -118,7 +118,8 @@ def _shared_run_dir(accelerator: Any, compiled: Compiled, options: RunOptions) -
     box: list[Any] = [None]
     if accelerator.is_main_process:
         output = compiled.spec.run.output
-        output = output if output.is_absolute() else compiled.base_dir / output
+        # normpath: show runs/quickstart/..., not specs/../runs/quickstart/...
+        output = Path(os.path.normpath(output if output.is_absolute() else compiled.base_dir / output))
         box[0] = str(new_run_dir(output, compiled.spec.name, options.run_dir, options.overwrite))
     if accelerator.num_processes > 1:
         broadcast_object_list(box)
