@@ -67,6 +67,7 @@ class Document:
     keys: dict[KeyPath, Pos] = field(default_factory=dict)    # position of each mapping key
     values: dict[KeyPath, Pos] = field(default_factory=dict)  # position of each value
     sources: list[Path] = field(default_factory=list)         # the spec and the files it extends
+    problems: list[Problem] = field(default_factory=list)     # found while reading; reported with validation's
 
     def pos(self, path: KeyPath, *, key: bool = False) -> Pos | None:
         """The position of the deepest prefix of ``path`` that the document has."""
@@ -123,7 +124,10 @@ class _Reader:
                         if isinstance(value, dict):
                             merged = {**value, **merged}
                     continue
+                refused = len(self.problems)
                 key = self._scalar(key_node, path)
+                if len(self.problems) > refused:  # a refused key: its entry is left out
+                    continue
                 if key in out:
                     first = self.keys[path + (key,)]
                     self.problems.append(
@@ -156,11 +160,10 @@ class _Reader:
 def read_yaml(text: str, file: str) -> Document:
     reader = _Reader(file)
     data = reader.read(text)
-    if reader.problems:
-        raise SpecError(reader.problems)
     if not isinstance(data, dict):
-        raise SpecError([Problem(Pos(file, 1, 1), "", "a spec must be a mapping of keys to values")])
-    return Document(data, Path(file), reader.keys, reader.values, [Path(file)])
+        raise SpecError([*reader.problems, Problem(Pos(file, 1, 1), "", "a spec must be a mapping of keys to values")])
+    # Duplicate keys and refused tags are kept to be reported together with everything else.
+    return Document(data, Path(file), reader.keys, reader.values, [Path(file)], list(reader.problems))
 
 
 # --------------------------------------------------------------------------- extends and overrides
@@ -233,7 +236,7 @@ def _merge(base: Document, over: Document) -> Document:
             walk(v, path + (k,))
 
     walk(data, ())
-    return Document(data, over.path, keys, values, [*over.sources, *base.sources])
+    return Document(data, over.path, keys, values, [*over.sources, *base.sources], [*base.problems, *over.problems])
 
 
 _COMPONENT_KEYS = ("kind", "name", "method", "type")
@@ -323,9 +326,19 @@ def validate(doc: Document) -> BaseModel:
         raise SpecError([Problem(None, "", f"cannot load the installed sgl.plugins entry points: {exc!r}")]) from None
     model = spec_models.spec_model()
     try:
-        return model.model_validate(doc.data)
+        spec = model.model_validate(doc.data)
     except ValidationError as exc:
-        raise SpecError(_problems(doc, exc)) from None
+        raise SpecError(_with_read_problems(doc, _problems(doc, exc))) from None
+    if doc.problems:
+        raise SpecError(_with_read_problems(doc, []))
+    return spec
+
+
+def _with_read_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """Reading problems first in position order; validation's about the same keys are echoes of them."""
+    flagged = {p.key for p in doc.problems}
+    echoes = [p for p in problems if not any(p.key == k or p.key.startswith(k + ".") for k in flagged if k)]
+    return sorted([*doc.problems, *echoes], key=lambda p: (p.pos.file, p.pos.line, p.pos.col) if p.pos else ("", 0, 0))
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> tuple[BaseModel, Document]:
