@@ -120,7 +120,7 @@ def main() -> None:
         return x, y, streams["unlabeled"].next()[0], *streams["val"].next()
 
     engine_times, hand_times = [], []
-    for i in range(args.iterations + 2):  # two warm-up iterations of each, not timed
+    for _ in range(args.iterations + 2):  # two warm-up iterations of each, not timed
         start = time.perf_counter()
         engine_iteration(executor, actions, needs)
         engine_times.append(time.perf_counter() - start)

@@ -99,8 +99,6 @@ def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str) -> None:
     elif fmt == "dot":
         click.echo(plan_view.plan_dot(graph), nl=False)
     else:
-        from rich.console import Console
-
         plan_view.plan_text(graph, _console())
 
 
@@ -124,7 +122,7 @@ def _run_errors(fn):
             if ctx.obj.get("debug"):
                 raise
             ctx.exit(1)
-        except Interrupted as exc:
+        except Interrupted:
             ctx.exit(0 if kwargs.get("stop_after") else 130)
 
     return wrapper
