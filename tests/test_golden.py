@@ -1,0 +1,213 @@
+"""Golden digests: short runs give bit-identical metrics, genotypes and weights across refactors.
+
+The digests were recorded on main before the engine's redesign (issue #9) and pin what a run
+produces: every metrics line (wall times left out), every genotype file and history, every
+weight, α/β and BatchNorm buffer of the final checkpoint, and the evaluated network's weights.
+A change of behaviour must change these numbers on purpose, with a note in the commit.
+
+Re-record (only for an intended change of behaviour): ``python tests/test_golden.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The quickstart itself (DARTS + PC-DARTS + ResNet-18), shrunk with overrides.
+QUICKSTART = (REPO / "specs" / "quickstart.yaml", (
+    "data.split.train=0.15", "data.split.val=0.15", "stages.1.epochs=2", "run.log_every=3", "run.cpu=true",
+))
+
+#: Growing phases, a second-order method with a chain through the labels, derive and evaluate.
+OTHERS = """
+name: golden_{which}
+seed: 3
+data: {{dataset: digits, batch_size: 16, split: {{train: 0.1, val: 0.1}}}}
+learners:
+{learners}
+hypergradient: {hyper}
+stages:
+{stages}
+run: {{cpu: true, log_every: 4}}
+"""
+
+CASES = {
+    "p_darts": dict(
+        learners="  pat: {kind: p_darts, channels: 4, nodes: 2, phases: [{layers: 3, ops: 8, skip_dropout: 0.1}, "
+                 "{layers: 4, ops: 3, skip_dropout: 0.2}]}\n  sam: {kind: darts, channels: 4, layers: 3, nodes: 2}",
+        hyper="{method: first_order}",
+        stages="  - {name: phase1, epochs: 2, steps: [A, W, PL, V], arch_start: 1}\n"
+               "  - {name: phase2, epochs: 1, steps: [A, W, PL, V]}\n  - {name: derive}",
+    ),
+    "chain_evaluate": dict(
+        learners="  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}\n"
+                 "  bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}\n"
+                 "  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",
+        hyper="{method: full_chain, hessian: hvp}",
+        stages="  - {name: warmup, epochs: 1, steps: [W]}\n  - {name: search, epochs: 1, steps: [A, W, PL, V]}\n"
+               "  - {name: derive}\n"
+               "  - {name: evaluate, learner: alice, epochs: 2, channels: 4, layers: 3, batch_size: 32, cutout: 2}",
+    ),
+}
+
+#: Recorded on main at f3ce8d5 (before #9).
+GOLDEN = {
+    "quickstart": {
+        "metrics": "057580ce3680f82d",
+        "genotypes": {
+            "alice.history.jsonl": "10d652e147713197",
+            "alice.json": "88390dfd0e620115",
+            "bob.history.jsonl": "97e5808bfbe7afe5",
+            "bob.json": "9ca16bc5cb66f37b"
+        },
+        "weights": "c36ebad570785e91",
+        "test_acc": {
+            "alice": {
+                "W": 0.4317548871040344,
+                "V": 0.5487465262413025
+            },
+            "bob": {
+                "W": 0.22841225564479828,
+                "V": 0.25905293226242065
+            },
+            "carol": {
+                "W": 0.8495821952819824,
+                "V": 0.5793871879577637
+            }
+        },
+        "evaluations": []
+    },
+    "p_darts": {
+        "metrics": "fc37030a0a39f41d",
+        "genotypes": {
+            "pat.history.jsonl": "b96ac3224dc0e3e0",
+            "pat.json": "6aa2ff8020022874",
+            "sam.history.jsonl": "973b054014cc6a5f",
+            "sam.json": "fe0c9fd54cd6e916"
+        },
+        "weights": "c70c36bc8d24e66a",
+        "test_acc": {
+            "pat": {
+                "W": 0.5125347971916199,
+                "V": 0.42339831590652466
+            },
+            "sam": {
+                "W": 0.5069637894630432,
+                "V": 0.5208913683891296
+            }
+        },
+        "evaluations": []
+    },
+    "chain_evaluate": {
+        "metrics": "f30847eebdccf724",
+        "genotypes": {
+            "alice.history.jsonl": "b21ead3e5b01c48c",
+            "alice.json": "d2e273b8213c1629",
+            "bob.history.jsonl": "cd0be6d10ce4dc72",
+            "bob.json": "3a26c0d5ee0ba157"
+        },
+        "weights": "2116a6fcb1d961ad",
+        "models/evaluate.pt": "a52ed08bff7eab03",
+        "test_acc": {
+            "alice": {
+                "W": 0.5598886013031006,
+                "V": 0.4150417745113373
+            },
+            "bob": {
+                "W": 0.11420612782239914,
+                "V": 0.11699164658784866
+            },
+            "carol": {
+                "W": 0.34818941354751587,
+                "V": 0.10027854889631271
+            }
+        },
+        "evaluations": [
+            {
+                "test_acc_final": 0.9303621053695679,
+                "test_acc_best": 0.9303621053695679,
+                "params_M": 0.003746,
+                "madds_M": 0.078016
+            }
+        ]
+    }
+}
+
+
+def _h(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _tensors(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(t.dtype).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _learner_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    flat = {}
+    for name, learner in state["learners"].items():
+        for net, net_state in learner["nets"].items():
+            flat.update({f"{name}.{net}.{k}": v for k, v in net_state["module"].items()})
+        flat.update({f"{name}.space.{k}": v for k, v in (learner.get("space") or {}).items()})
+    return flat
+
+
+def digests(run_dir: Path) -> dict[str, object]:
+    records = []
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        record.pop("time", None)
+        records.append(json.dumps(record, sort_keys=True))
+    genotypes = {}
+    for path in sorted((run_dir / "genotypes").glob("*")):
+        lines = path.read_text(encoding="utf-8").splitlines() if path.suffix == ".jsonl" else [path.read_text(encoding="utf-8")]
+        genotypes[path.name] = _h(json.dumps([json.loads(line) for line in lines if line.strip()], sort_keys=True).encode())
+    out: dict[str, object] = {"metrics": _h("\n".join(records).encode()), "genotypes": genotypes,
+                              "weights": _tensors(_learner_weights(run_dir))}
+    for model in sorted((run_dir / "models").glob("*.pt")) if (run_dir / "models").is_dir() else []:
+        package = torch.load(model, map_location="cpu", weights_only=True)
+        out[f"models/{model.name}"] = _tensors(package["state_dict"])
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    out["test_acc"] = {name: learner["test_acc"] for name, learner in sorted(summary["learners"].items())}
+    out["evaluations"] = [{k: ev[k] for k in ("test_acc_final", "test_acc_best", "params_M", "madds_M")}
+                          for ev in summary["evaluations"]]
+    return out
+
+
+def run_case(name: str, tmp: Path) -> Path:
+    from sgl.engine.execute import RunOptions
+    from sgl.engine.session import run_spec
+
+    if name == "quickstart":
+        spec, overrides = QUICKSTART
+    else:
+        spec = tmp / f"{name}.yaml"
+        spec.write_text(OTHERS.format(which=name, **CASES[name]), encoding="utf-8")
+        overrides = ()
+    return run_spec(spec, overrides, RunOptions(run_dir=tmp / name, progress=False))
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_short_runs_match_their_golden_digests(name: str, tmp_path: Path) -> None:
+    assert digests(run_case(name, tmp_path)) == GOLDEN[name]
+
+
+if __name__ == "__main__":  # record
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        recorded = {name: digests(run_case(name, Path(tmp))) for name in (sys.argv[1:] or GOLDEN)}
+    print(json.dumps(recorded, indent=4))
