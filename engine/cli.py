@@ -1,51 +1,16 @@
-"""The `sgl` command. Thin: parse arguments, call the engine, print, map errors to exit codes.
-
-Exit codes: 0 success, 1 a run failed (e.g. a non-finite loss), 2 bad input (spec, paths,
-arguments). Bad input never prints a traceback unless --debug is given.
-"""
+"""The `sgl` command. Thin: parse arguments, call the engine, print; cli_common maps errors to exit codes."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from .load import SpecError
-
-EXIT_BAD_INPUT = 2
-
-
-class UserError(click.ClickException):
-    """An error in what the user gave us: printed as is, exit code 2."""
-
-    exit_code = EXIT_BAD_INPUT
-
-    def show(self, file=None) -> None:
-        click.echo(self.message, err=True)
-
-
-def _spec_errors(fn):
-    """Turn SpecError (and friends) into clean messages unless --debug."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except SpecError as exc:
-            if ctx.obj.get("debug"):
-                raise
-            raise UserError("\n".join(map(str, exc.problems))) from None
-
-    return wrapper
-
-
-def _console():
-    from .progress import _console as console
-
-    return console()
+from .cli_common import UserError, console, run_errors, user_errors
+from .cli_report import export, make_train_command, report
+from .errors import SpecError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,7 +25,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@_spec_errors
+@user_errors
 def validate(specs: tuple[Path, ...]) -> None:
     """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
     from .compile import compile_spec
@@ -68,13 +33,12 @@ def validate(specs: tuple[Path, ...]) -> None:
     failures = []
     for path in specs:
         try:
-            compiled = compile_spec(path)
+            plan = compile_spec(path).plan
         except SpecError as exc:
             failures.extend(exc.problems)
             continue
-        graph = compiled.graph
-        click.echo(f"ok: {path} ({_count(len(graph.learners), 'learner')}, {_count(len(graph.phases), 'stage')}, "
-                   f"{_count(graph.total_epochs, 'search epoch')})")
+        click.echo(f"ok: {path} ({_count(len(plan.learners), 'learner')}, {_count(len(plan.stages), 'stage')}, "
+                   f"{_count(plan.total_epochs, 'search epoch')})")
     if failures:
         raise SpecError(failures)
 
@@ -87,45 +51,19 @@ def _count(n: int, noun: str) -> str:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
-@_spec_errors
+@user_errors
 def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str) -> None:
-    """Show the stage graph a spec compiles to (overrides as key.path=value)."""
-    from .compile import compile_spec
+    """Show the run plan a spec compiles to (overrides as key.path=value)."""
     from . import plan_view
+    from .compile import compile_spec
 
-    graph = compile_spec(spec, overrides).graph
+    plan = compile_spec(spec, overrides).plan
     if fmt == "json":
-        click.echo(plan_view.plan_json(graph))
+        click.echo(plan_view.plan_json(plan))
     elif fmt == "dot":
-        click.echo(plan_view.plan_dot(graph), nl=False)
+        click.echo(plan_view.plan_dot(plan), nl=False)
     else:
-        plan_view.plan_text(graph, _console())
-
-
-def _run_errors(fn):
-    """Exit codes of runs: 0 done (or stopped as asked), 1 failed, 2 bad input, 130 interrupted."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .execute import Interrupted, NonFiniteLoss
-        from .rundir import RunDirError
-
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except (RunDirError, FileNotFoundError) as exc:  # a run dir or a dataset that is not there
-            if ctx.obj.get("debug"):
-                raise
-            raise UserError(f"error: {exc}") from None
-        except NonFiniteLoss:
-            if ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except Interrupted:
-            ctx.exit(0 if kwargs.get("stop_after") else 130)
-
-    return wrapper
+        plan_view.plan_text(plan, console())
 
 
 _run_options = [
@@ -149,11 +87,11 @@ def _with_options(options):
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @_with_options(_run_options)
-@_spec_errors
-@_run_errors
+@user_errors
+@run_errors
 def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, stop_after: int | None, quiet: bool) -> None:
     """Run a spec: search (and derive / evaluate) as its stages say. Overrides as key.path=value."""
-    from .execute import RunOptions
+    from .executor import RunOptions
     from .session import run_spec
 
     run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, stop_after_epochs=stop_after, progress=not quiet))
@@ -164,11 +102,11 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--stop-after", type=click.IntRange(min=1), help="Stop cleanly after this many epochs in total.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@_spec_errors
-@_run_errors
+@user_errors
+@run_errors
 def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
     """Continue a run from its last checkpoint; the run directory holds everything needed."""
-    from .execute import RunOptions
+    from .executor import RunOptions
     from .session import resume_run
 
     resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=not quiet))
@@ -178,8 +116,6 @@ def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
 def _exit_if_distributed() -> None:
     """Several processes sometimes abort at interpreter exit after finishing (a known PyTorch issue
     with gloo): everything is written and flushed by now, so leave without the interpreter's teardown."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -209,14 +145,13 @@ def components(kind: str | None) -> None:
     from sgl import registry
 
     from .components_view import print_components
+    from .errors import did_you_mean
 
     if kind is not None and kind not in registry.KINDS:
-        raise UserError(f"unknown kind {kind!r}; known: {', '.join(registry.KINDS)}")
+        raise UserError(f"unknown kind {kind!r}{did_you_mean(kind, registry.KINDS)}; known: {', '.join(registry.KINDS)}")
     registry.load_plugins()
-    print_components(_console(), kind)
+    print_components(console(), kind)
 
-
-from .cli_report import export, make_train_command, report  # noqa: E402  (they import UserError from here)
 
 main.add_command(report)
 main.add_command(export)

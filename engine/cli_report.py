@@ -12,17 +12,11 @@ from typing import Any
 
 import click
 
+from .cli_common import UserError, user_errors
+
 
 def _user_error(message: str) -> click.ClickException:
-    from .cli import UserError  # here, not at import time: cli.py imports this module
-
     return UserError(message)
-
-
-def _debug() -> bool:
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return bool(obj and obj.get("debug"))
 
 
 def _parse_groups(values: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -47,12 +41,13 @@ def _parse_groups(values: tuple[str, ...]) -> dict[str, list[Path]]:
               help="Folder for report.html, report.md and figures/ (default: the run directory for one run, ./sgl-report for several).")
 @click.option("--group", "groups", multiple=True, metavar="LABEL=RUN_DIR[,RUN_DIR...]",
               help="Aggregate these runs (globs allowed) as one group; repeatable. Other runs group by spec name.")
+@user_errors
 def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, ...]) -> None:
     """Figures, tables and an HTML page (with a Markdown twin) for one or more runs.
 
     Several runs of one spec (seeds) are summarised as mean ± std.
     """
-    from .report import ReportError, write_report
+    from .report import write_report
 
     parsed = _parse_groups(groups)
     if not run_dirs and not parsed:
@@ -62,12 +57,7 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
             raise _user_error(f"no such run directory: {str(path)!r}")
     count = len({p.resolve() for p in [*run_dirs, *(p for m in parsed.values() for p in m)]})
     out = output or (run_dirs[0] if count == 1 and run_dirs else Path("sgl-report"))
-    try:
-        result = write_report(list(run_dirs), out, groups=parsed or None)
-    except ReportError as exc:
-        if _debug():
-            raise
-        raise _user_error(str(exc)) from None
+    result = write_report(list(run_dirs), out, groups=parsed or None)
     pngs = sum(1 for p in result["figures"] if p.suffix == ".png")
     click.echo(f"wrote {result['html']} and {result['markdown']} ({pngs} figures in {out / 'figures'})")
 
@@ -79,31 +69,21 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
 @click.option("--network", type=click.Choice(["eval", "W", "V"]), default=None,
               help="eval: the evaluation stage's network; W / V: the search network (default: eval when one exists, else V, else W).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/export/<learner>.<ext>).")
+@user_errors
 def export(run_dir: Path, learner: str, fmt: str, network: str | None, output: Path | None) -> None:
     """Export a run's final model: its genotype, a weights file, TorchScript or ONNX."""
-    from .export import ExportError, export_model
+    from .export import export_model
 
-    try:
-        path = export_model(run_dir, learner, fmt, output, network=network)
-    except ExportError as exc:
-        if _debug():
-            raise
-        raise _user_error(str(exc)) from None
+    path = export_model(run_dir, learner, fmt, output, network=network)
     click.echo(f"wrote {path}")
 
 
 def check_evaluation_only(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Raise a UserError unless every stage of the spec is an evaluation stage."""
     from .compile import compile_spec
-    from .load import SpecError
 
-    try:
-        compiled = compile_spec(spec_path, overrides)
-    except SpecError as exc:
-        if _debug():
-            raise
-        raise _user_error("\n".join(map(str, exc.problems))) from None
-    others = [f"{s.name} ({s.type})" for s in compiled.spec.stages if s.type != "evaluate"]
+    plan = compile_spec(spec_path, overrides).plan
+    others = [f"{s.name} ({s.type})" for s in plan.stages if s.type != "evaluate"]
     if others:
         raise _user_error(
             f"{spec_path}: `sgl train` runs evaluation-only specs, but this one also has {', '.join(others)}; "
@@ -118,6 +98,7 @@ def make_train_command(run_command: click.Command) -> click.Command:
     """
 
     @click.pass_context
+    @user_errors
     def delegate(ctx: click.Context, **kwargs: Any) -> Any:
         check_evaluation_only(Path(kwargs["spec"]), tuple(kwargs.get("overrides") or ()))
         return ctx.invoke(run_command, **kwargs)

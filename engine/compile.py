@@ -1,4 +1,4 @@
-"""One call from a spec file to a checked plan, with every problem mapped to file:line:col."""
+"""One call from a spec file to a checked run plan, with every problem mapped to file:line:col."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ from typing import Iterable
 
 from pydantic import BaseModel
 
-from .load import Document, Problem, SpecError, dotted, load_spec
-from .plan import PlanError, StageGraph, plan
+from .errors import PlanError, Problem, SpecError, dotted
+from .load import Document, load_spec
+from .plan import plan
+from .runplan import RunPlan
 
 
 @dataclass(frozen=True)
 class Compiled:
-    spec: BaseModel
-    doc: Document
-    graph: StageGraph
-
-    base_dir: Path  # relative paths in the spec resolve against this (the spec file's folder)
+    spec: BaseModel   # the validated spec (what spec.resolved.yaml records)
+    doc: Document     # the spec as read, with positions
+    plan: RunPlan     # what execution runs
+    base_dir: Path    # relative paths in the spec resolve against this (the spec file's folder)
 
 
 def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None = None) -> Compiled:
@@ -27,7 +28,7 @@ def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path
     spec, doc = load_spec(path, overrides)
     base_dir = base_dir if base_dir is not None else doc.path.parent
     try:
-        graph = plan(spec, base_dir=base_dir)
+        run_plan = plan(spec, base_dir=base_dir)
     except PlanError as exc:
         raise SpecError(Problem(doc.pos(i.path), dotted(i.path), i.message) for i in exc.issues) from None
-    return Compiled(spec, doc, graph, base_dir)
+    return Compiled(spec, doc, run_plan, base_dir)

@@ -26,17 +26,16 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from sgl.registry.evaluation import build_network
 from sgl.registry.spaces.genotype import Genotype
 from sgl.registry.task import Task
 
-from .evaluate import MODEL_FORMAT, MODEL_FORMAT_VERSION, build_network
+from .errors import ExportError, RunDirError, SpecError
+from .evaluation import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from .rundir import RunDir, atomic_write_bytes, atomic_write_text, read_json
 
 FORMATS = ("genotype", "pt", "torchscript", "onnx")
 SUFFIX = {"genotype": ".json", "pt": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
-
-
-class ExportError(Exception):
-    """A request that cannot be met: unknown learner or format, a missing file or package."""
 
 
 class ArchBaked(nn.Module):
@@ -113,18 +112,16 @@ def _rebuild(package: dict[str, Any]) -> nn.Module:
     raise ExportError(f"unknown network type {kind!r} in the model file")
 
 
-def _evaluated(run_dir: Path, name: str) -> Path | None:
+def _evaluated(run: RunDir, name: str) -> Path | None:
     """``models/<stage>.pt`` of the evaluation that trained ``name`` (a learner or a stage name)."""
-    summary = _read_json(run_dir / "summary.json")
-    for ev in summary.get("evaluations") or []:
+    for ev in run.read_summary().get("evaluations") or []:
         if name in (ev.get("learner"), ev.get("stage")):
-            path = run_dir / (ev.get("model") or f"models/{ev.get('stage')}.pt")
+            path = run.path / ev["model"] if ev.get("model") else run.model(str(ev.get("stage")))
             if path.is_file():
                 return path
-    models = run_dir / "models"
-    if (models / f"{name}.pt").is_file():
-        return models / f"{name}.pt"
-    for path in sorted(models.glob("*.pt")) if models.is_dir() else []:
+    if run.model(name).is_file():
+        return run.model(name)
+    for path in sorted(run.models.glob("*.pt")) if run.models.is_dir() else []:
         try:
             package = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - a torn or foreign file is simply not a match
@@ -132,13 +129,6 @@ def _evaluated(run_dir: Path, name: str) -> Path | None:
         if isinstance(package, dict) and package.get("learner") == name:
             return path
     return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _from_evaluation(path: Path) -> Exportable:
@@ -149,53 +139,50 @@ def _from_evaluation(path: Path) -> Exportable:
                       source=f"evaluation network {path.name}")
 
 
-def run_task(run_dir: Path, spec: Any, base_dir: Path) -> Task:
+def run_task(run: RunDir, plan: Any, base_dir: Path) -> Task:
     """The run's Task: recorded in run.json / summary.json when the executor wrote it, else from the data."""
-    for source in (_read_json(run_dir / "run.json"), _read_json(run_dir / "summary.json")):
+    for source in (read_json(run.run_info), run.read_summary()):
         task = source.get("task")
         if isinstance(task, dict):
             return Task(**{k: int(task[k]) for k in ("num_classes", "in_channels", "image_size")})
-    return spec.data.dataset.build(base_dir, seed=spec.seed).task
+    return plan.data.dataset.build(base_dir, seed=plan.seed).task
 
 
 def load_learner(run_dir: Path, name: str, accelerator: Any = None):
-    """Learner ``name`` of a run, with the weights of ``checkpoints/last.pt``: ``(learner, task)``."""
+    """Learner ``name`` of a run, with the weights of its last checkpoint: ``(learner, task)``."""
+    from .checkpoint import Checkpointer
     from .compile import compile_spec
     from .learners import Learner
-    from .load import SpecError
-    from .rundir import RunDirError, read_run_info
 
+    run = RunDir(Path(run_dir))
     try:
-        info = read_run_info(run_dir)
+        info = run.read_run_info()
     except RunDirError as exc:
         raise ExportError(str(exc)) from None
-    base_dir = Path(info.get("base_dir") or run_dir)
-    resolved = run_dir / "spec.resolved.yaml"
-    if not resolved.is_file():
-        raise ExportError(f"{str(run_dir)!r} has no spec.resolved.yaml")
+    base_dir = Path(info.get("base_dir") or run.path)
+    if not run.resolved_spec.is_file():
+        raise ExportError(f"{str(run.path)!r} has no {run.resolved_spec.name}")
     try:
-        compiled = compile_spec(resolved, base_dir=base_dir)  # paths stay relative to the original spec
+        plan = compile_spec(run.resolved_spec, base_dir=base_dir).plan  # paths stay relative to the original spec
     except SpecError as exc:
         raise ExportError("\n".join(map(str, exc.problems))) from None
-    spec, graph = compiled.spec, compiled.graph
-    if name not in graph.learners:
-        known = ", ".join(graph.learners) or "none"
-        raise ExportError(f"no learner (or evaluation stage with a trained network) named {name!r} in {run_dir}; learners: {known}")
-    checkpoint_file = run_dir / "checkpoints" / "last.pt"
-    if not checkpoint_file.is_file():
-        raise ExportError(f"{str(run_dir)!r} has no checkpoint (checkpoints/last.pt)")
-    checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+    if name not in plan.learners:
+        known = ", ".join(plan.learners) or "none"
+        raise ExportError(f"no learner (or evaluation stage with a trained network) named {name!r} in {run.path}; learners: {known}")
+    try:
+        checkpoint = Checkpointer(run).load()
+    except RunDirError as exc:
+        raise ExportError(str(exc)) from None
     state = (checkpoint.get("learners") or {}).get(name)
     if state is None:
-        raise ExportError(f"{checkpoint_file} holds no weights for learner {name!r}")
+        raise ExportError(f"{run.checkpoint} holds no weights for learner {name!r}")
     if accelerator is None:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=True)
-    task = run_task(run_dir, spec, base_dir)
-    lp = graph.learners[name]
-    learner = Learner(lp, spec.learners[name], spec, task, accelerator)
-    learner.load_state_dict(state, dict(lp.schedule_epochs))
+    task = run_task(run, plan, base_dir)
+    learner = Learner(plan.learners[name], task, accelerator)
+    learner.load_state_dict(state)
     return learner, task
 
 
@@ -205,7 +192,7 @@ def _from_search(run_dir: Path, name: str, network: str | None) -> Exportable:
     if net_name not in learner.nets:
         raise ExportError(f"learner {name!r} has no {net_name} network (it has {', '.join(learner.nets)})")
     module = learner.nets[net_name].module.cpu().eval()
-    config = learner.config.model_dump(mode="json")
+    config = learner.plan.config.model_dump(mode="json")
     base = {"task": _task_dict(task), "learner": name, "net": net_name, "config": config}
     if learner.space is not None:
         learner.space.cpu()
@@ -215,7 +202,7 @@ def _from_search(run_dir: Path, name: str, network: str | None) -> Exportable:
                    "network": {"type": "supernet", "arch": arch, **base},
                    "space": {k: v.detach().cpu() for k, v in learner.space.state_dict().items()},
                    "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "learner": name}
-        genotype_file = run_dir / "genotypes" / f"{name}.json"
+        genotype_file = RunDir(run_dir).genotype(name)
         genotype = Genotype.load(genotype_file) if genotype_file.is_file() else learner.genotype()
         return Exportable(wrapped, package, genotype, task, source=f"search network {name}/{net_name} (architecture baked in)")
     package = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "network": {"type": "model", **base},
@@ -232,7 +219,7 @@ def exportable(run_dir: str | Path, name: str, network: str | None = None) -> Ex
     if network not in (None, "eval", "W", "V"):
         raise ExportError(f"network must be 'eval', 'W' or 'V', got {network!r}")
     if network in (None, "eval"):
-        path = _evaluated(run_dir, name)
+        path = _evaluated(RunDir(run_dir), name)
         if path is not None:
             return _from_evaluation(path)
         if network == "eval":
@@ -295,14 +282,12 @@ def export_model(run_dir: str | Path, learner: str, fmt: str, out: str | Path | 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "export" / f"{learner}{SUFFIX[fmt]}"
+    out = Path(out) if out is not None else RunDir(run_dir).export(learner, SUFFIX[fmt])
     item = exportable(run_dir, learner, network)
     return write_export(item, fmt, out)
 
 
 def write_export(item: Exportable, fmt: str, out: Path) -> Path:
-    from .rundir import atomic_write_bytes, atomic_write_text
-
     if fmt == "genotype":
         if item.genotype is None:
             raise ExportError(f"the {item.source} has no genotype (a fixed learner); export it as pt, torchscript or onnx")

@@ -1,7 +1,7 @@
 """A learner at run time: its architecture (if searchable), its W and V networks and their optimizers.
 
-Built from the spec's component config and the plan's LearnerPlan; everything it holds is
-saved and restored through ``state_dict`` so a run resumes exactly.
+Built from the plan's ``LearnerPlan`` alone; everything it holds is saved and restored through
+``state_dict`` so a run resumes exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 from sgl.registry import Task
 from sgl.registry.hypergrad.base import LearnerView
 
-from .plan import LearnerPlan
+from .runplan import LearnerPlan
 
 
 @dataclass
@@ -31,37 +31,48 @@ class Network:
 
 
 class Learner:
-    def __init__(self, plan: LearnerPlan, config: Any, spec: Any, task: Task, accelerator: Any) -> None:
+    def __init__(self, plan: LearnerPlan, task: Task, accelerator: Any) -> None:
         self.plan = plan
         self.name = plan.name
-        self.config = config
-        self._spec = spec
         self._accelerator = accelerator
         self._task = task
         torch.manual_seed(plan.seed)  # the learner's own initialisation, whatever else the run holds
-        self.space: nn.Module | None = config.build(task) if plan.searchable else None
+        self.space: nn.Module | None = plan.config.build(task) if plan.searchable else None
         self.nets: dict[str, Network] = {}
         self.arch_optimizer: torch.optim.Optimizer | None = None
-        self.build_networks(dict(plan.schedule_epochs))
+        self.build_networks(0)
 
     @property
     def device(self) -> torch.device:
         return self._accelerator.device
 
-    def build_networks(self, horizons: dict[str, int]) -> None:
-        """(Re)create W and V (and the architecture optimizer), e.g. when a growing space enters a phase."""
+    @property
+    def growing_phase(self) -> int:
+        return self.space.phase if self.space is not None else 0
+
+    def build_networks(self, growing_phase: int) -> None:
+        """(Re)create W and V (and the architecture optimizer): at the start, and when a growing space
+        enters a phase (its networks change shape); schedules span that phase's horizon."""
         if self.space is not None:
             self.space.to(self.device)
-            self.arch_optimizer = self._spec.optim.arch.build(self.space.arch_parameters())
-        for net_name in self.plan.networks:
-            module = (self.space.new_network() if self.space is not None else self.config.build(self._task)).to(self.device)
+            self.arch_optimizer = self.plan.arch_optimizer.build(self.space.arch_parameters())
+        for net_name, net_plan in self.plan.networks.items():
+            module = (self.space.new_network() if self.space is not None else self.plan.config.build(self._task)).to(self.device)
             module.train()
             params = [p for p in module.parameters() if p.requires_grad]
-            optimizer = self._spec.optim.weights.build(params)
-            scheduler = self._spec.optim.schedule.build(optimizer, horizons[net_name])
+            optimizer = net_plan.optimizer.build(params)
+            scheduler = net_plan.schedule.build(optimizer, net_plan.horizons[growing_phase])
             # Accelerate owns precision: its optimizer wrapper applies the fp16 loss scaler when used.
             optimizer = self._accelerator.prepare_optimizer(optimizer, device_placement=False)
             self.nets[net_name] = Network(module, optimizer, scheduler, params)
+
+    def enter_growing_phase(self, phase: int) -> bool:
+        """Move a growing space to ``phase`` and rebuild the networks; False when already there."""
+        if self.space is None or self.space.phase == phase:
+            return False
+        self.space.enter_phase(phase)
+        self.build_networks(phase)
+        return True
 
     def arch(self) -> dict[str, torch.Tensor] | None:
         """Architecture weights for the weight steps: no gradient flows to A outside A-steps."""
@@ -82,6 +93,12 @@ class Learner:
     def genotype(self):
         return self.space.genotype() if self.space is not None else None
 
+    def configure_epoch(self, epoch: int, epochs: int, arch_start: int) -> None:
+        """Let the space adjust its networks for this epoch of a stage (e.g. P-DARTS' skip dropout)."""
+        if self.space is not None:
+            for net in self.nets.values():
+                self.space.configure_epoch(net.module, epoch, epochs, arch_start)
+
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
@@ -97,12 +114,12 @@ class Learner:
             state["arch_optimizer"] = self.arch_optimizer.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any], horizons: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.space is not None:
             before = self.space.phase
             self.space.load_state_dict(state["space"])  # a growing space adopts the saved phase
             if self.space.phase != before:
-                self.build_networks(horizons)
+                self.build_networks(self.space.phase)
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         for name, net_state in state["nets"].items():
             net = self.nets[name]

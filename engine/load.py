@@ -6,7 +6,6 @@ together as one ``SpecError``, so a user fixes a spec in one pass.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,45 +16,15 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import spec as spec_models
+from .errors import KeyPath, Pos, Problem, SpecError, did_you_mean, dotted
 
-KeyPath = tuple[Any, ...]
+__all__ = ["Document", "KeyPath", "Pos", "Problem", "SpecError", "apply_override", "dotted", "load_document",
+           "load_spec", "read_yaml", "validate"]
 
 #: The only tags a spec may carry: YAML's core schema. Python tags are refused, not constructed.
 _SAFE_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
 }
-
-
-@dataclass(frozen=True)
-class Pos:
-    file: str
-    line: int  # 1-based
-    col: int  # 1-based
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
-
-
-@dataclass(frozen=True)
-class Problem:
-    pos: Pos | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.pos}: " if self.pos else ""
-        key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.message}"
-
-
-class SpecError(Exception):
-    def __init__(self, problems: Iterable[Problem]):
-        self.problems = list(problems)
-        super().__init__("\n".join(map(str, self.problems)))
-
-
-def dotted(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path)
 
 
 @dataclass
@@ -388,11 +357,6 @@ def _tags(node: dict[Any, Any], path: KeyPath) -> set[Any]:
     return {node.get(k) for k in ("kind", "name", "method")} - {None}
 
 
-def _suggest(word: Any, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     kind = error["type"]
     path, rest = _data_path(doc.data, tuple(error["loc"]))
@@ -404,7 +368,7 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     if kind == "extra_forbidden":
         parent, key = path[:-1], path[-1]
         allowed = spec_models.allowed_keys(parent, doc.data)
-        return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{_suggest(key, allowed)}")
+        return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{did_you_mean(key, allowed)}")
     if kind == "missing":
         full = path + rest
         if rest and isinstance(rest[-1], int):  # a fixed-length list (tuple) that is too short
@@ -437,13 +401,21 @@ def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem
         node = doc.data
         for p in path:
             node = node[p]
+    if what == "stage type":
+        # Stage members are tagged train / derive / evaluate:<protocol>: speak of the key users wrote.
+        from sgl import registry
+
+        if isinstance(node, dict) and str(spec_models._stage_tag(node)).startswith("evaluate:"):
+            what, key, expected = "evaluation protocol", "protocol", registry.names("protocol")
+        else:
+            expected = ["train", "derive", "evaluate"]
     if isinstance(node, dict) and key in node:
         tag = node[key]
         known = ", ".join(sorted(expected))
         return Problem(
             doc.pos(path + (key,)),
             dotted(path + (key,)),
-            f"unknown {what} {tag!r}{_suggest(tag, expected)}; known: {known}",
+            f"unknown {what} {tag!r}{did_you_mean(tag, expected)}; known: {known}",
         )
     if not isinstance(node, dict):
         return Problem(doc.pos(path), section, f"expected a mapping with '{key}' (one of: {', '.join(sorted(expected))})")

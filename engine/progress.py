@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 
-def _console() -> Console:
+def make_console() -> Console:
     """Wide enough when output goes to a file or a pipe, so lines and tables are not cut."""
     console = Console(highlight=False)
     return console if console.is_terminal else Console(highlight=False, width=max(console.width, 140))
@@ -24,7 +24,7 @@ def _eta(seconds: float) -> str:
 
 class Progress:
     def __init__(self, total_iterations: int, enabled: bool = True, console: Console | None = None) -> None:
-        self.console = console or _console()
+        self.console = console or make_console()
         self.enabled = enabled
         self.total = max(1, total_iterations)
         self.done = 0

@@ -1,8 +1,9 @@
-"""The run directory: what a run writes, written so that nothing is lost on a crash or a kill.
+"""The run directory: the one place that knows its layout, and how its files are written and read.
 
-Every file that is replaced (checkpoints, summaries, genotypes) is written to a temporary file
-and renamed; metrics are appended line by line and flushed. A checkpoint records how long
-metrics.jsonl was when it was taken, so a resumed run cuts the lines written after it.
+Every file that is replaced (checkpoints, summaries, genotypes) is written to a temporary file and
+renamed; JSON-lines files are appended a line at a time and flushed. A checkpoint records how long
+the append-only files were when it was taken, so a resumed run cuts the lines written after it.
+Nothing here imports torch: reports read run directories without it.
 """
 
 from __future__ import annotations
@@ -10,19 +11,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
-import subprocess
-import sys
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-RUN_FILE = "run.json"
-CHECKPOINT = "checkpoints/last.pt"
-
-
-class RunDirError(Exception):
-    """A run directory that cannot be used as asked (exists, missing, incomplete)."""
+from .errors import RunDirError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,6 +41,35 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when the file is missing, torn or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file, in order; a torn line (a killed run) is skipped."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
 def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite: bool = False) -> Path:
     """``explicit`` or ``<output>/<name>/<timestamp>``; never reuses a non-empty folder unless told to."""
     if explicit is not None:
@@ -54,8 +77,6 @@ def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise RunDirError(f"run directory {str(path)!r} exists and is not empty (use --overwrite to replace it)")
-            import shutil
-
             shutil.rmtree(path)
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -69,70 +90,120 @@ def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite
 
 
 class RunDir:
-    """Files of one run. Only the main process makes one that writes (``writer=True``)."""
+    """The files of one run. Only the main process makes one that writes (``writer=True``); the
+    others get the same paths and write nothing."""
 
     def __init__(self, path: Path, writer: bool = True) -> None:
-        self.path = path
+        self.path = Path(path)
         self.writer = writer
         self._metrics = None
 
-    # -- layout
+    # -- layout (docs/run-directory.md describes every file)
     @property
-    def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
+    def spec(self) -> Path:
+        return self.path / "spec.yaml"
 
     @property
-    def metrics_file(self) -> Path:
+    def resolved_spec(self) -> Path:
+        return self.path / "spec.resolved.yaml"
+
+    @property
+    def plan(self) -> Path:
+        return self.path / "plan.txt"
+
+    @property
+    def run_info(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def env(self) -> Path:
+        return self.path / "env.json"
+
+    @property
+    def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def genotype_file(self, learner: str) -> Path:
-        return self.path / "genotypes" / f"{learner}.json"
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def genotypes(self) -> Path:
+        return self.path / "genotypes"
+
+    def genotype(self, learner: str) -> Path:
+        return self.genotypes / f"{learner}.json"
 
     def genotype_history(self, learner: str) -> Path:
-        return self.path / "genotypes" / f"{learner}.history.jsonl"
+        return self.genotypes / f"{learner}.history.jsonl"
+
+    def genotype_histories(self) -> dict[str, Path]:
+        """Every learner's genotype history file, by learner name (sorted)."""
+        suffix = self.genotype_history("").name
+        return {p.name[: -len(suffix)]: p for p in sorted(self.genotypes.glob(f"*{suffix}"))}
+
+    def genotype_relative(self, learner: str) -> str:
+        """How summary.json and evaluation results name a learner's genotype file."""
+        return self.genotype(learner).relative_to(self.path).as_posix()
 
     @property
     def figures(self) -> Path:
         return self.path / "figures"
 
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    def model(self, stage: str) -> Path:
+        return self.path / "models" / f"{stage}.pt"
+
+    def model_relative(self, stage: str) -> str:
+        return self.model(stage).relative_to(self.path).as_posix()
+
+    @property
+    def models(self) -> Path:
+        return self.path / "models"
+
+    def export(self, name: str, suffix: str) -> Path:
+        return self.path / "export" / f"{name}{suffix}"
+
+    def is_run(self) -> bool:
+        return self.path.is_dir() and any(p.exists() for p in (self.run_info, self.summary, self.metrics))
+
+    # -- reading
+    def read_run_info(self) -> dict[str, Any]:
+        if not self.run_info.exists():
+            raise RunDirError(f"{str(self.path)!r} is not an sgl run directory (no {self.run_info.name})")
+        info = read_json(self.run_info)
+        if not info:
+            raise RunDirError(f"{self.run_info} is not readable JSON")
+        return info
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.summary)
+
     # -- writing
     def write_start(self, *, spec_text: str, resolved_yaml: str, plan_text: str, run_info: dict[str, Any], env: dict[str, Any]) -> None:
         if not self.writer:
             return
-        atomic_write_text(self.path / "spec.yaml", spec_text)
-        atomic_write_text(self.path / "spec.resolved.yaml", resolved_yaml)
-        atomic_write_text(self.path / "plan.txt", plan_text)
-        write_json(self.path / RUN_FILE, run_info)
-        write_json(self.path / "env.json", env)
+        atomic_write_text(self.spec, spec_text)
+        atomic_write_text(self.resolved_spec, resolved_yaml)
+        atomic_write_text(self.plan, plan_text)
+        write_json(self.run_info, run_info)
+        write_json(self.env, env)
 
     def log(self, record: dict[str, Any]) -> None:
+        """Append one line to metrics.jsonl (flushed: a kill loses at most the line being written)."""
         if not self.writer:
             return
         if self._metrics is None:
-            self._metrics = open(self.metrics_file, "a", encoding="utf-8")
+            self._metrics = open(self.metrics, "a", encoding="utf-8")
         self._metrics.write(json.dumps(record, default=float) + "\n")
         self._metrics.flush()
-
-    def _appendables(self) -> list[Path]:
-        return [self.metrics_file, *sorted((self.path / "genotypes").glob("*.history.jsonl"))]
-
-    def offsets(self) -> dict[str, int]:
-        """Sizes of the append-only files now: stored in a checkpoint to cut them back on resume."""
-        if self._metrics is not None:
-            self._metrics.flush()
-        return {str(p.relative_to(self.path)): p.stat().st_size for p in self._appendables() if p.exists()}
-
-    def truncate(self, offsets: dict[str, int]) -> None:
-        """Drop what was appended after the checkpoint being resumed."""
-        if not self.writer:
-            return
-        for path in self._appendables():
-            size = offsets.get(str(path.relative_to(self.path)))
-            if size is None:
-                path.unlink(missing_ok=True)
-            elif path.exists():
-                with open(path, "r+b") as handle:
-                    handle.truncate(size)
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
         if not self.writer:
@@ -141,80 +212,36 @@ class RunDir:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def last_record(self, **match: Any) -> dict[str, Any]:
-        """The last metrics line whose fields equal ``match`` (empty when none)."""
+    def write_json(self, path: Path, data: Any) -> None:
+        if self.writer:
+            write_json(path, data)
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        if self.writer:
+            atomic_write_bytes(path, data)
+
+    def _appendables(self) -> list[Path]:
+        return [self.metrics, *self.genotype_histories().values()]
+
+    def offsets(self) -> dict[str, int]:
+        """Sizes of the append-only files now: stored in a checkpoint to cut them back on resume."""
         if self._metrics is not None:
             self._metrics.flush()
-        if not self.metrics_file.exists():
-            return {}
-        found: dict[str, Any] = {}
-        with open(self.metrics_file, encoding="utf-8") as handle:
-            for line in handle:
-                record = json.loads(line)
-                if all(record.get(k) == v for k, v in match.items()):
-                    found = record
-        return found
+        return {p.relative_to(self.path).as_posix(): p.stat().st_size for p in self._appendables() if p.exists()}
 
-    def write_json(self, relative: str | Path, data: Any) -> None:
-        if self.writer:
-            write_json(self.path / relative, data)
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def truncate(self, offsets: dict[str, int]) -> None:
+        """Drop what was appended after the checkpoint being resumed."""
         if not self.writer:
             return
-        import io
-
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint, buffer.getvalue())
-
-    def load_checkpoint(self) -> dict[str, Any]:
-        import torch
-
-        if not self.checkpoint.exists():
-            raise RunDirError(f"{str(self.path)!r} has no checkpoint ({CHECKPOINT}) to resume from")
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        for path in self._appendables():
+            size = offsets.get(path.relative_to(self.path).as_posix())
+            if size is None:
+                path.unlink(missing_ok=True)
+            elif path.exists():
+                with open(path, "r+b") as handle:
+                    handle.truncate(size)
 
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-
-
-def read_run_info(path: Path) -> dict[str, Any]:
-    info_file = path / RUN_FILE
-    if not info_file.exists():
-        raise RunDirError(f"{str(path)!r} is not an sgl run directory (no {RUN_FILE})")
-    return json.loads(info_file.read_text(encoding="utf-8"))
-
-
-def environment(accelerator: Any, base_dir: Path) -> dict[str, Any]:
-    """Versions, command, git commit and devices: what someone needs to reproduce the run."""
-    from importlib import metadata
-
-    versions = {}
-    for package in ("sgl", "torch", "torchvision", "accelerate", "pydantic", "ruamel.yaml", "numpy", "scikit-learn"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(base_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "command": sys.argv,
-        "python": sys.version,
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "versions": versions,
-        "git_commit": commit,
-        "device": str(accelerator.device),
-        "num_processes": accelerator.num_processes,
-        "mixed_precision": accelerator.mixed_precision,
-        "started": _dt.datetime.now().isoformat(timespec="seconds"),
-    }

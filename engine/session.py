@@ -1,20 +1,29 @@
-"""Starting and resuming runs: compile the spec, set up Accelerate, the run directory, then execute.
+"""Starting and resuming runs: compile the spec, set up Accelerate and the run directory, execute.
 
-`sgl run` and `sgl resume` call ``run_spec`` and ``resume_run``; everything they need to know about
-a run in progress is in its directory.
+`sgl run` and `sgl resume` call ``run_spec`` and ``resume_run``; everything a run in progress needs
+is in its directory.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, Cursor
 from .compile import Compiled, compile_spec
-from .execute import CHECKPOINT_FORMAT, Cursor, Executor, RunOptions, has_tensorboard
-from .plan import StageGraph
-from .rundir import RunDir, RunDirError, environment, new_run_dir, read_run_info
+from .distributed import Collectives
+from .errors import RunDirError
+from .executor import Executor, RunOptions
+from .recorder import Recorder, has_tensorboard
+from .rundir import RunDir, new_run_dir
+from .runplan import RunPlan
+from .runtime import build_runtime
 
 
 def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None) -> Path:
@@ -22,50 +31,54 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     options = options or RunOptions()
     overrides = list(overrides)
     compiled = compile_spec(spec_path, overrides)
-    accelerator = _accelerator(compiled.spec)
-    executor = Executor(compiled, accelerator, options)  # loads data: fails before a run directory exists
-    path = _shared_run_dir(accelerator, compiled, options)
+    accelerator = make_accelerator(compiled.plan)
+    runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)  # loads data: fails before a run directory exists
+    path = _shared_run_dir(runtime.collectives, compiled, options)
     rundir = RunDir(path, writer=accelerator.is_main_process)
     spec_file = Path(spec_path)
-    task = executor.bundle.task
-    run_info = {
-        "name": compiled.spec.name,
-        "spec": str(spec_file.resolve()),
-        "base_dir": str(compiled.base_dir.resolve()),
-        "overrides": overrides,
-        "seed": compiled.spec.seed,
-        "format": CHECKPOINT_FORMAT,
-        "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
-    }
+    task = runtime.bundle.task
     rundir.write_start(
         spec_text=spec_file.read_text(encoding="utf-8"),
         resolved_yaml=resolved_yaml(compiled),
-        plan_text=_plan_text(compiled.graph),
-        run_info=run_info,
+        plan_text=plan_text(compiled.plan),
+        run_info={
+            "name": compiled.plan.name,
+            "spec": str(spec_file.resolve()),
+            "base_dir": str(compiled.base_dir.resolve()),
+            "overrides": overrides,
+            "seed": compiled.plan.seed,
+            "format": CHECKPOINT_FORMAT,
+            "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
+        },
         env=environment(accelerator, compiled.base_dir),
     )
-    executor.execute(Cursor(), rundir)
+    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+    executor.execute(Cursor())
     return path
+
+
+def compile_run(run_dir: str | Path) -> tuple[RunDir, Compiled]:
+    """A run directory's plan, from its resolved spec (paths relative to the original spec's folder)."""
+    rundir = RunDir(Path(run_dir))
+    info = rundir.read_run_info()
+    return rundir, compile_spec(rundir.resolved_spec, base_dir=Path(info["base_dir"]))
 
 
 def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
     """`sgl resume`: continue a run from its last checkpoint with nothing else given."""
     options = options or RunOptions()
-    path = Path(run_dir)
-    info = read_run_info(path)
-    compiled = compile_spec(path / "spec.resolved.yaml", base_dir=Path(info["base_dir"]))
-    accelerator = _accelerator(compiled.spec)
-    rundir = RunDir(path, writer=accelerator.is_main_process)
-    state = rundir.load_checkpoint()
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
-    executor = Executor(compiled, accelerator, options)
-    cursor = executor.restore(state, rundir)
-    if cursor.phase >= len(compiled.graph.phases):
-        executor.progress.message(f"{path} is already complete; nothing to resume")
-        return path
-    executor.execute(cursor, rundir)
-    return path
+    rundir, compiled = compile_run(run_dir)
+    accelerator = make_accelerator(compiled.plan)
+    rundir = RunDir(rundir.path, writer=accelerator.is_main_process)
+    state = Checkpointer(rundir).load()
+    runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
+    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+    cursor = executor.restore(state)
+    if cursor.stage >= len(compiled.plan.stages):
+        executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
+        return rundir.path
+    executor.execute(cursor)
+    return rundir.path
 
 
 def resolved_yaml(compiled: Compiled) -> str:
@@ -81,46 +94,72 @@ def resolved_yaml(compiled: Compiled) -> str:
     return buffer.getvalue()
 
 
-def _plan_text(graph: StageGraph) -> str:
+def plan_text(plan: RunPlan) -> str:
     from rich.console import Console
 
-    from .plan_view import plan_text
+    from .plan_view import plan_text as show
 
     console = Console(record=True, width=140, file=io.StringIO(), color_system=None)
-    plan_text(graph, console)
+    show(plan, console)
     return console.export_text()
 
 
-def _accelerator(spec: Any):
+def make_accelerator(plan: RunPlan):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    if spec.deterministic:
+    if plan.deterministic:
         # cuBLAS needs this before its first use to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") not in (None, spec.run.mixed_precision) and not _distributed():
+    if state and state.get("_mixed_precision") not in (None, plan.run.mixed_precision) and not _distributed():
         # A second run in one process (tests, notebooks) with another precision: start afresh.
         AcceleratorState._reset_state(reset_partial_state=True)
-    if spec.run.tensorboard == "on" and not has_tensorboard():
+    if plan.run.tensorboard == "on" and not has_tensorboard():
         raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
-    return Accelerator(cpu=spec.run.cpu, mixed_precision=spec.run.mixed_precision)
+    return Accelerator(cpu=plan.run.cpu, mixed_precision=plan.run.mixed_precision)
 
 
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _shared_run_dir(accelerator: Any, compiled: Compiled, options: RunOptions) -> Path:
+def _shared_run_dir(collectives: Collectives, compiled: Compiled, options: RunOptions) -> Path:
     """The main process picks the run directory; the others are told which."""
-    from accelerate.utils import broadcast_object_list
-
-    box: list[Any] = [None]
-    if accelerator.is_main_process:
-        output = compiled.spec.run.output
+    path = None
+    if collectives.is_main:
+        output = compiled.plan.run.output
         # normpath: show runs/quickstart/..., not specs/../runs/quickstart/...
         output = Path(os.path.normpath(output if output.is_absolute() else compiled.base_dir / output))
-        box[0] = str(new_run_dir(output, compiled.spec.name, options.run_dir, options.overwrite))
-    if accelerator.num_processes > 1:
-        broadcast_object_list(box)
-    return Path(box[0])
+        path = str(new_run_dir(output, compiled.plan.name, options.run_dir, options.overwrite))
+    return Path(collectives.broadcast_object(path))
+
+
+def environment(accelerator: Any, base_dir: Path) -> dict[str, Any]:
+    """Versions, command, git commit and devices: what someone needs to reproduce the run."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("sgl", "torch", "torchvision", "accelerate", "pydantic", "ruamel.yaml", "numpy", "scikit-learn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(base_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "command": sys.argv,
+        "python": sys.version,
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "versions": versions,
+        "git_commit": commit,
+        "device": str(accelerator.device),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+    }

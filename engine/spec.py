@@ -90,26 +90,22 @@ class DeriveStage(Section):
 
 
 class EvaluateStageBase(Section):
+    """What every evaluate stage has; the protocol it follows (``protocol:``, default darts) brings
+    the rest of its fields (``sgl components protocol`` lists them)."""
+
     type: Literal["evaluate"] = Field("evaluate", description="Train a genotype from scratch and test it.")
     name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
     learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
     genotype: str | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
-    epochs: PositiveInt = Field(600, description="Training epochs (DARTS CIFAR: 600).")
-    channels: PositiveInt = Field(36, description="Initial channels (CIFAR: 36, ImageNet: 48).")
-    layers: PositiveInt = Field(20, description="Cells (CIFAR: 20, ImageNet: 14).")
-    batch_size: PositiveInt = Field(96, description="Batch size per process.")
-    auxiliary_weight: NonNegativeFloat = Field(0.4, description="Weight of the auxiliary head's loss (0 disables the head).")
-    drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
-    cutout: NonNegativeInt = Field(16, description="Cutout length for training images (0 disables).")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing (DARTS ImageNet: 0.1).")
-    grad_clip: PositiveFloat | None = Field(5.0, description="Clip the gradient norm to this (null: no clipping).")
-    variant: Literal["auto", "cifar", "imagenet"] = Field("auto", description="Network stem; auto picks by image size.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "EvaluateStageBase":
         if (self.learner is None) == (self.genotype is None):
             raise ValueError("give exactly one of 'learner' (from this run's search) or 'genotype'")
         return self
+
+
+DEFAULT_PROTOCOL = "darts"
 
 
 class RunSpec(Section):
@@ -164,42 +160,62 @@ def _default(kind: str, name: str, description: str, **values: Any) -> Any:
 
 
 def _stage_tag(value: Any) -> str | None:
+    """The stage member a value selects: ``train``, ``derive`` or ``evaluate:<protocol>``."""
     if isinstance(value, dict):
         if "type" in value:
-            return value["type"]
-        if "steps" not in value and value.get("name") in ("derive", "evaluate"):
-            return value["name"]
-        return "train"
-    return getattr(value, "type", None)
+            kind = value["type"]
+        elif "steps" not in value and value.get("name") in ("derive", "evaluate"):
+            kind = value["name"]
+        else:
+            kind = "train"
+        if kind == "evaluate":
+            return f"evaluate:{value.get('protocol', DEFAULT_PROTOCOL)}"
+        return kind
+    kind = getattr(value, "type", None)
+    return f"evaluate:{value.protocol}" if kind == "evaluate" else kind
+
+
+def _evaluate_stage(entry: Any, optimizer: Any, scheduler: Any) -> type[BaseModel]:
+    """The evaluate stage of one protocol: the stage's own fields, the protocol's, and its optimizer
+    and schedule widened to every registered component (with the protocol's defaults)."""
+    protocol = entry.config
+    fields = protocol.model_fields
+    namespace = {
+        "__annotations__": {"optimizer": optimizer, "schedule": scheduler},
+        "__doc__": protocol.__doc__,
+        "__module__": __name__,
+        "optimizer": Field(default_factory=fields["optimizer"].default_factory, description=fields["optimizer"].description),
+        "schedule": Field(default_factory=fields["schedule"].default_factory, description=fields["schedule"].description),
+    }
+    return type(f"EvaluateStage_{entry.name}", (EvaluateStageBase, protocol), namespace)
 
 
 def _build_spec_model() -> type[BaseModel]:
-    Dataset = component("dataset", default="digits")
-    SGD = component("optimizer", default="sgd")
-    Adam = component("optimizer", default="adam")
-    Cosine = component("scheduler", default="cosine")
-    Learner = component("search_space", "model")
-    PseudoLabeler = component("pseudo_labeler", default="soft")
-    Hypergradient = component("hypergradient", default="first_order")
+    # A mapping that does not name its component means the default one (e.g. `weights: {lr: 0.1}`).
+    dataset_union = component("dataset", default="digits")
+    weights_optimizer = component("optimizer", default="sgd")
+    arch_optimizer = component("optimizer", default="adam")
+    scheduler_union = component("scheduler", default="cosine")
+    learner_union = component("search_space", "model")
+    labeler_union = component("pseudo_labeler", default="soft")
+    hypergradient_union = component("hypergradient", default="first_order")
 
     class DataSpec(DataSpecBase):
-        dataset: Dataset = _default("dataset", "digits", "The dataset (a name, or a mapping with its options).")
+        dataset: dataset_union = _default("dataset", "digits", "The dataset (a name, or a mapping with its options).")
 
     class OptimSpec(Section):
-        weights: SGD = _default("optimizer", "sgd", "Optimizer of the network weights W and V.")
-        arch: Adam = _default("optimizer", "adam", "Optimizer of the architecture weights A.")
-        schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule of the weights' learning rate.")
+        weights: weights_optimizer = _default("optimizer", "sgd", "Optimizer of the network weights W and V.")
+        arch: arch_optimizer = _default("optimizer", "adam", "Optimizer of the architecture weights A.")
+        schedule: scheduler_union = _default("scheduler", "cosine", "Per-epoch schedule of the weights' learning rate.")
         grad_clip: PositiveFloat | None = Field(5.0, description="Clip each network's gradient norm (null: off).")
 
-    class EvaluateStage(EvaluateStageBase):
-        optimizer: SGD = _default("optimizer", "sgd", "Optimizer of the evaluated network.")
-        schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule.", min_lr=0.0)
-
+    evaluate_members = [
+        Annotated[_evaluate_stage(entry, weights_optimizer, scheduler_union), Tag(f"evaluate:{entry.name}")]
+        for entry in registry.entries("protocol")
+    ]
     Stage = Annotated[
         Union[  # noqa: UP007
-            Annotated[TrainStage, Tag("train")],
-            Annotated[DeriveStage, Tag("derive")],
-            Annotated[EvaluateStage, Tag("evaluate")],
+            (Annotated[TrainStage, Tag("train")], Annotated[DeriveStage, Tag("derive")], *evaluate_members)
         ],
         Discriminator(_stage_tag),
     ]
@@ -214,13 +230,13 @@ def _build_spec_model() -> type[BaseModel]:
         deterministic: bool = Field(True, description="Deterministic algorithms: a CPU rerun is bit-identical.")
         plugins: list[str] = Field(default_factory=list, description="Modules to import for third-party components.")
         data: DataSpec = Field(default_factory=DataSpec, description="Dataset and splits.")
-        learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Learner] = Field(
+        learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], learner_union] = Field(
             default_factory=dict, description="The group: learner name -> searchable space or fixed model."
         )
         optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimizers and schedule.")
         loss_weights: LossWeights = Field(default_factory=LossWeights, description="Weights of the stage-2 losses.")
-        pseudo_labels: PseudoLabeler = _default("pseudo_labeler", "soft", "How peers' predictions become targets.")
-        hypergradient: Hypergradient = _default("hypergradient", "first_order", "Architecture-gradient method.")
+        pseudo_labels: labeler_union = _default("pseudo_labeler", "soft", "How peers' predictions become targets.")
+        hypergradient: hypergradient_union = _default("hypergradient", "first_order", "Architecture-gradient method.")
         stages: list[Stage] = Field(min_length=1, description="Stages run in order.")
         run: RunSpec = Field(default_factory=RunSpec, description="Where and how to run.")
 
@@ -327,8 +343,7 @@ def _pick_member(models: list[type[BaseModel]], data: Any) -> type[BaseModel] | 
         # Stages: pick as the discriminator does (a train stage may be *named* "derive" or "evaluate").
         tag = _stage_tag(data)
         for model in models:
-            field = model.model_fields.get("type")
-            if field is not None and field.default == tag:
+            if _stage_tag(model.model_construct()) == tag:
                 return model
     for key in ("kind", "name", "method"):
         for model in models:

@@ -27,8 +27,8 @@ class StepContext:
 
     autocast: Callable[[], AbstractContextManager]
     backward: Callable[[torch.Tensor], None]
-    reduce_grads: Callable[[list[torch.Tensor]], None]  # mean over processes (no-op on one)
-    clip: Callable[[list[torch.nn.Parameter], float], Any]
+    mean_grads: Callable[[list[torch.Tensor]], None]  # mean over processes, in place (no-op on one)
+    unscale: Callable[[torch.optim.Optimizer], None]  # undo a loss scale on this optimizer's gradients
     grad_clip: float | None
 
 
@@ -40,13 +40,19 @@ class StepResult:
     finite: torch.Tensor    # bool scalar: was the loss finite
 
 
-def _update(net: Network, loss: torch.Tensor, ctx: StepContext) -> None:
-    net.optimizer.zero_grad(set_to_none=True)
+def update(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], loss: torch.Tensor, ctx: StepContext) -> None:
+    """One optimizer step on ``loss``: backward, the mean over processes, clipping, the step."""
+    optimizer.zero_grad(set_to_none=True)
     ctx.backward(loss)
-    ctx.reduce_grads([p.grad for p in net.params if p.grad is not None])
+    ctx.mean_grads([p.grad for p in params if p.grad is not None])
     if ctx.grad_clip is not None:
-        ctx.clip(net.params, ctx.grad_clip)
-    net.optimizer.step()
+        ctx.unscale(optimizer)  # only this optimizer's gradients: the others' scale must not change
+        torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+    optimizer.step()
+
+
+def _update(net: Network, loss: torch.Tensor, ctx: StepContext) -> None:
+    update(net.optimizer, net.params, loss, ctx)
 
 
 def w_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepResult:
@@ -96,7 +102,7 @@ def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_c
         for param, grad in zip(params, grads[name]):
             param.grad = grad
         # One reduction after the method, so every process applies the same update to A.
-        ctx.reduce_grads([p.grad for p in params])
+        ctx.mean_grads([p.grad for p in params])
         learner.arch_optimizer.step()
 
 

@@ -9,7 +9,7 @@ from .core import KINDS, ComponentConfig, Entry, RegistryError, entries, get, lo
 from .task import Task
 
 # Built-in components register themselves on import.
-from . import datasets, hypergrad, models, optim, pseudo_labels, spaces  # noqa: E402,F401  isort: skip
+from . import datasets, evaluation, hypergrad, models, optim, pseudo_labels, spaces  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "KINDS",

@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "scheduler": "name",      # optim.schedule.name
     "pseudo_labeler": "name", # pseudo_labels.name
     "hypergradient": "method",  # hypergradient.method
+    "protocol": "protocol",   # stages[i].protocol (evaluate stages)
 }
 
 PLUGIN_GROUP = "sgl.plugins"

@@ -188,7 +188,7 @@ def digests(run_dir: Path) -> dict[str, object]:
 
 
 def run_case(name: str, tmp: Path) -> Path:
-    from sgl.engine.execute import RunOptions
+    from sgl.engine.executor import RunOptions
     from sgl.engine.session import run_spec
 
     if name == "quickstart":

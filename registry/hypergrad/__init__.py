@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 
 class HypergradientConfig(ComponentConfig):
+    @property
+    def follows_pseudo_labels(self) -> bool:
+        """Whether the gradient also flows A_j → W_j → q_j → V_k → L_val,k (through a peer's labels)."""
+        return False
+
     def compute(self, ctx: ArchContext) -> dict[str, list[torch.Tensor]]:
         raise NotImplementedError
 
@@ -75,6 +80,10 @@ class FullChainConfig(SecondOrderConfig):
 
     method: Literal["full_chain"] = "full_chain"
 
+    @property
+    def follows_pseudo_labels(self) -> bool:
+        return True
+
     def compute(self, ctx: ArchContext) -> dict[str, list[torch.Tensor]]:
         from .full_chain import full_chain
 
@@ -92,6 +101,10 @@ class ExactConfig(HypergradientConfig):
 
     method: Literal["exact"] = "exact"
     chain: bool = Field(True, description="Include the path through the peers' pseudo-labels (as full_chain).")
+
+    @property
+    def follows_pseudo_labels(self) -> bool:
+        return self.chain
 
     def compute(self, ctx: ArchContext) -> dict[str, list[torch.Tensor]]:
         from .exact import exact

@@ -7,6 +7,7 @@ architecture and checkpoints hold it once. See ``base.SearchSpace`` for the inte
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
@@ -17,6 +18,7 @@ from .genotype import DEFAULT_PRIMITIVES
 if TYPE_CHECKING:
     from ..task import Task
     from .base import SearchSpace
+    from .genotype import Genotype
 
 #: DARTS' candidate operations, in the order of the reference code (``genotypes.PRIMITIVES``).
 DARTS_PRIMITIVES: tuple[str, ...] = DEFAULT_PRIMITIVES
@@ -50,6 +52,49 @@ class SearchSpaceConfig(ComponentConfig):
 
     def build(self, task: Task) -> SearchSpace:
         raise NotImplementedError
+
+    def growing_phases(self) -> int:
+        """Phases in which the space grows (P-DARTS); each needs its own stage(s) in the spec."""
+        return 1
+
+    # What reports need to know about the space's genotypes, without building anything.
+    @classmethod
+    def cell_types(cls) -> tuple[str, ...]:
+        return CELL_TYPES
+
+    @classmethod
+    def edge_labels(cls, edges: int) -> list[str]:
+        """Names of a cell's edges in α's row order: node i reads the two cell inputs and nodes < i."""
+        names, node = [], 0
+        while len(names) < edges:
+            for state in range(node + 2):
+                source = ("$c_{k-2}$", "$c_{k-1}$")[state] if state < 2 else f"node {state - 2}"
+                names.append(f"{source} → node {node}")
+            node += 1
+        return names[:edges]
+
+    @classmethod
+    def draw(cls, genotype: Genotype, out_dir: str | Path, stem: str) -> list[Path]:
+        """Cell diagrams ``<stem>_<cell>.{dot,png,svg}`` under ``out_dir``; returns the files written."""
+        from .diagram import write_cell_diagrams
+
+        return write_cell_diagrams(genotype, out_dir, stem)
+
+
+#: The cell types of DARTS-family spaces, in the order their architecture weights are kept.
+CELL_TYPES: tuple[str, ...] = ("normal", "reduce")
+
+
+def space_config(name: str) -> type[SearchSpaceConfig]:
+    """The config class of the search space a genotype names (its ``space`` field); the family's
+    common base when that space is not registered here (a plugin not loaded)."""
+    from ..core import RegistryError, get
+
+    try:
+        config = get("search_space", name).config
+    except RegistryError:
+        return SearchSpaceConfig
+    return config if issubclass(config, SearchSpaceConfig) else SearchSpaceConfig
 
 
 @register("search_space", "darts")
@@ -126,6 +171,9 @@ class PDartsConfig(SearchSpaceConfig):
         if any(b > a for a, b in zip(counts, counts[1:])):
             raise ValueError(f"ops per phase must not grow: {counts}")
         return self
+
+    def growing_phases(self) -> int:
+        return len(self.phases)
 
     def build(self, task: Task) -> SearchSpace:
         from .p_darts import PDartsSpace

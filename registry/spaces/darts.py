@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import CELL_TYPES
 from .base import SearchSpace
 from .genotype import Genotype, derive_genotype, num_edges
 from .ops import FactorizedReduce, Identity, ReLUConvBN, make_op
@@ -21,8 +22,6 @@ from .ops import FactorizedReduce, Identity, ReLUConvBN, make_op
 if TYPE_CHECKING:
     from ..task import Task
     from . import DartsConfig, SearchSpaceConfig
-
-CELL_TYPES: tuple[str, str] = ("normal", "reduce")
 
 #: Builds the module on one edge: ``(cell_type, edge_index, channels, stride) -> module``; the module
 #: is called as ``module(x, op_weights_of_that_edge)``.

@@ -1,0 +1,55 @@
+"""Accuracy of a network on a dataset, summed over every process's share (one sync at the end)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .data import eval_batches
+from .distributed import Collectives
+
+
+def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indices: torch.Tensor | None,
+             batch_size: int, collectives: Collectives, autocast: Callable[[], Any]) -> float:
+    """Fraction of ``dataset`` (or of its ``indices``) that ``forward`` classifies right."""
+    device = collectives.device
+    correct = torch.zeros((), device=device)
+    total = torch.zeros((), device=device)
+    with torch.inference_mode(), autocast():
+        for x, y in eval_batches(dataset, indices, batch_size, device, rank=collectives.rank, world=collectives.world):
+            logits = forward(x)
+            correct += (logits.argmax(dim=1) == y).sum()
+            total += y.shape[0]
+    counts = collectives.sum(torch.stack([correct, total]))
+    return float(counts[0] / counts[1].clamp(min=1))
+
+
+@contextmanager
+def batch_statistics(module: nn.Module) -> Iterator[None]:
+    """Normalise with each batch's statistics without touching the running ones, dropout off."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    module.train()
+    for m in norms:
+        m.track_running_stats = False
+    for m in dropouts:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+        module.train()
+
+
+@contextmanager
+def running_statistics(module: nn.Module) -> Iterator[None]:
+    """Evaluation mode (running statistics, no dropout), back to training mode after."""
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()

@@ -1,0 +1,78 @@
+"""What every `sgl` command shares: the user-error exception, error-to-exit-code mapping, the console.
+
+Exit codes: 0 success (or stopped as asked), 1 a run failed (e.g. a non-finite loss), 2 bad input
+(spec, paths, arguments), 130 interrupted. Bad input never prints a traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from .errors import ExportError, Interrupted, NonFiniteLoss, ReportError, RunDirError, SpecError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(click.ClickException):
+    """An error in what the user gave us: printed as is, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+
+
+def debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(obj and obj.get("debug"))
+
+
+def console():
+    from .progress import make_console
+
+    return make_console()
+
+
+def user_errors(fn):
+    """Spec problems, run-directory, export and report errors become one clean message, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            if debug():
+                raise
+            raise UserError("\n".join(map(str, exc.problems))) from None
+        except (RunDirError, ExportError, ReportError) as exc:
+            if debug():
+                raise
+            raise UserError(f"error: {exc}") from None
+        except FileNotFoundError as exc:  # a dataset that is not where the spec says
+            if debug():
+                raise
+            raise UserError(f"error: {exc}") from None
+
+    return wrapper
+
+
+def run_errors(fn):
+    """Exit codes of runs: 1 failed (a non-finite loss), 130 interrupted, 0 stopped by --stop-after."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except NonFiniteLoss:
+            if debug():
+                raise
+            ctx.exit(1)
+        except Interrupted:
+            ctx.exit(0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)
+
+    return wrapper

@@ -1,0 +1,72 @@
+"""What the engine needs from several processes, in one place: the gradient mean, sums, objects.
+
+Accelerate owns the processes; these are thin wrappers over its collectives so that every part of
+the engine reduces gradients the same way (once, after the step's own computation) and runs as one
+process without any collective call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class Collectives:
+    def __init__(self, accelerator: Any) -> None:
+        self.accelerator = accelerator
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def mean_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor by its mean over the processes, in one collective (no-op alone)."""
+        tensors = [t for t in tensors if t is not None]
+        if self.world == 1 or not tensors:
+            return
+        flat = self.accelerator.reduce(torch.cat([t.reshape(-1) for t in tensors]), reduction="mean")
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        return values if self.world == 1 else self.accelerator.reduce(values, reduction="sum")
+
+    def mean_buffers_(self, module: torch.nn.Module) -> None:
+        """Average floating-point buffers (BatchNorm statistics), so every rank holds the same model."""
+        if self.world == 1:
+            return
+        for buffer in module.buffers():
+            if buffer.is_floating_point():
+                buffer.copy_(self.accelerator.reduce(buffer, reduction="mean"))
+
+    def gather_objects(self, value: Any) -> list[Any]:
+        if self.world == 1:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
+    def broadcast_object(self, value: Any) -> Any:
+        """The main process's ``value`` on every process."""
+        if self.world == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box)
+        return box[0]

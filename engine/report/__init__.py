@@ -1,0 +1,38 @@
+"""`sgl report`: figures, tables and one HTML page (with a Markdown twin) from run directories.
+
+Modules: ``reading`` (run directories → numbers), ``figures``, ``pages`` (tables, HTML, Markdown).
+
+What it reads (DESIGN §4): ``run.json``, ``summary.json``, ``metrics.jsonl`` (``iter``, ``epoch``
+and ``eval_epoch`` lines), ``genotypes/<learner>.json`` and ``genotypes/<learner>.history.jsonl``.
+Missing pieces (a run still going, a crashed run) leave out what they would have drawn.
+
+What it writes under ``out_dir``:
+
+- ``figures/<run>_loss.{png,svg}``: training loss per learner and network (per logged iteration,
+  else per epoch). ``CURVE_FIGSIZE`` at ``DPI``: 800 x 450 px.
+- ``figures/<run>_accuracy.{png,svg}``: validation (solid) and training (dashed) accuracy per
+  learner and network, per epoch. 800 x 450 px.
+- ``figures/<run>_eval.{png,svg}``: evaluation stages' training loss and train / test accuracy
+  per epoch. 800 x 450 px.
+- ``figures/<run>_alpha_<learner>_<cell>.{png,svg}``: the architecture weights of each edge of each
+  cell type of the learner's search space over the epochs, one panel per edge, one line per
+  operation. ``ALPHA_FIGSIZE`` at ``DPI``: 1200 x 800 px.
+- ``figures/<run>_<learner>_<cell>.{png,svg,dot}``: cell diagrams of each final genotype (and of
+  each evaluated genotype), drawn by its search space.
+- ``figures/groups_test_error.{png,svg}``: mean ± std test error per group, when several runs
+  are reported. 800 x 450 px.
+- ``report.html`` (self-contained: inline style, figures referenced relatively) and ``report.md``.
+
+The results table follows the papers' layout: method, dataset, test error (%), params (M),
+search cost (GPU-days on GPUs, CPU-hours on CPUs). Test errors come from evaluation stages
+(final and best, labelled); a run without one shows 100 − the best learner's test accuracy of
+the search network, labelled as such. Runs are grouped by spec name (or by ``groups``) and each
+group shows mean ± std over its runs (seeds).
+"""
+
+from ..errors import ReportError
+from .figures import ALPHA_FIGSIZE, CURVE_FIGSIZE, DPI
+from .pages import write_report
+from .reading import RunData, load_run
+
+__all__ = ["ALPHA_FIGSIZE", "CURVE_FIGSIZE", "DPI", "ReportError", "RunData", "load_run", "write_report"]
