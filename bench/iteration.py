@@ -33,10 +33,6 @@ run: {{cpu: true, log_every: 1000000}}
 """
 
 
-def engine_iteration(executor, actions, needs) -> None:
-    executor._iteration(actions, needs, arch_on=True)
-
-
 def hand_iteration(learners, opts, arch_opts, x, y, xu, xv, yv, clip=5.0) -> None:
     # A: first order through V on the validation batch
     for k, (space, w, v) in learners.items():
@@ -87,33 +83,27 @@ def main() -> None:
 
     import tempfile
 
-    from sgl.engine.compile import compile_spec
-    from sgl.engine.execute import Executor, RunOptions, _actions
-    from sgl.engine.session import _accelerator
+    from sgl.engine.runner import build_runner
 
     names = [f"l{i}" for i in range(args.learners)]
     learners_yaml = "\n".join(f"  {n}: {{kind: darts, channels: 8, layers: 5, nodes: 4}}" for n in names)
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "bench.yaml"
         spec_path.write_text(SPEC.format(learners=learners_yaml))
-        compiled = compile_spec(spec_path)
-        executor = Executor(compiled, _accelerator(compiled.spec), RunOptions(progress=False))
-    phase = compiled.graph.phases[0]
-    actions = _actions(phase, compiled.graph)
-    needs = {step for step, _ in actions}
+        runner = build_runner(spec_path)
 
     # The hand loop gets its own copies of the same networks, optimizers built as DARTS does.
     import copy
 
     hand, opts, arch_opts = {}, {}, {}
-    for k, learner in executor.learners.items():
+    for k, learner in runner.learners.items():
         space = copy.deepcopy(learner.space)
         w, v = copy.deepcopy(learner.nets["W"].module), copy.deepcopy(learner.nets["V"].module)
         hand[k] = (space, w, v)
         for name, net in (("W", w), ("V", v)):
             opts[k, name] = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
         arch_opts[k] = torch.optim.Adam(space.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    streams = executor.streams
+    streams = runner.streams
 
     def batches():
         x, y = streams["train"].next()
@@ -122,7 +112,7 @@ def main() -> None:
     engine_times, hand_times = [], []
     for _ in range(args.iterations + 2):  # two warm-up iterations of each, not timed
         start = time.perf_counter()
-        engine_iteration(executor, actions, needs)
+        runner.search_iteration()
         engine_times.append(time.perf_counter() - start)
         data = batches()
         start = time.perf_counter()

@@ -34,11 +34,11 @@ MODEL_FORMAT = "sgl.model"
 MODEL_FORMAT_VERSION = 1
 
 
-def stage_genotype(stage: EvaluateStagePlan, runtime: Runtime) -> tuple[Genotype, str]:
-    """``(genotype, label)``: the learner's derived genotype (as the summary names its file), or the
-    named / file genotype of the stage."""
+def stage_genotype(stage: EvaluateStagePlan, runtime: Runtime, rundir: Any) -> tuple[Genotype, str]:
+    """``(genotype, label)``: the learner's derived genotype (labelled as the summary names its
+    file), or the named / file genotype of the stage."""
     if stage.learner is not None:
-        return runtime.learners[stage.learner].genotype(), f"genotypes/{stage.learner}.json"
+        return runtime.learners[stage.learner].genotype(), rundir.genotype_relative(stage.learner)
     return resolve_genotype(stage.genotype, runtime.base_dir), str(stage.genotype)
 
 
@@ -58,7 +58,7 @@ class EvaluationStage:
         self.name = stage.name
         self.epochs = self.protocol.epochs
         plan, collectives = runtime.plan, runtime.collectives
-        self.genotype, self.label = stage_genotype(stage, runtime)
+        self.genotype, self.label = stage_genotype(stage, runtime, recorder.rundir)
         self.bundle = plan.data.dataset.build(runtime.base_dir, seed=plan.seed, **self.protocol.data_options())
         self.info = self.protocol.network_info(self.genotype, self.bundle.task)
         torch.manual_seed(stream_seed(plan.seed, f"evaluate/{stage.name}"))  # the same weights on every process

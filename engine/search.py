@@ -52,12 +52,16 @@ class SearchStage:
         return self.stage.first_epoch + epoch, self.plan.total_epochs
 
     def iteration(self, epoch: int) -> None:
+        start = self.stage.arch_from_epoch
+        self.run_iteration(arch_on=start is not None and self.stage.first_epoch + epoch >= start)
+
+    def run_iteration(self, arch_on: bool) -> None:
+        """The stage's batches, then its actions in order (A-steps only when ``arch_on``)."""
         streams, learners, step_ctx = self.runtime.streams, self.runtime.learners, self.runtime.step_ctx
         reads = self.stage.streams
         x_tr, y_tr = streams["train"].next()
         x_u = streams["unlabeled"].next()[0] if "unlabeled" in reads else None
         x_v, y_v = streams["val"].next() if "val" in reads else (None, None)
-        arch_on = self.stage.arch_from_epoch is not None and self.stage.first_epoch + epoch >= self.stage.arch_from_epoch
         pseudo: dict[str, Any] = {}
         lw = self.plan.loss_weights
         for action in self.stage.actions:

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from sgl import registry
+from sgl.registry.evaluation import DEFAULT_PROTOCOL
 
 SPEC_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -103,9 +104,6 @@ class EvaluateStageBase(Section):
         if (self.learner is None) == (self.genotype is None):
             raise ValueError("give exactly one of 'learner' (from this run's search) or 'genotype'")
         return self
-
-
-DEFAULT_PROTOCOL = "darts"
 
 
 class RunSpec(Section):

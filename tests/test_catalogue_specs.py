@@ -24,7 +24,8 @@ def _cases():
     for entry in registry.entries():
         key = registry.KINDS[entry.kind]
         if entry.kind in ("search_space", "model"):
-            phases = len(getattr(entry.config(), "phases", ()) or ()) or 1
+            config = entry.config()
+            phases = config.growing_phases() if type(config).searchable else 1
             stages = ", ".join(["{epochs: 1, steps: [A, W, PL, V]}"] * phases)
             text = _spec(
                 learners=f"{{a: {{kind: {entry.name}}}, b: {{kind: darts, channels: 4, layers: 3, nodes: 2}}}}",
@@ -40,6 +41,9 @@ def _cases():
             text = _spec(pseudo_labels=f"{{name: {entry.name}}}")
         elif entry.kind == "hypergradient":
             text = _spec(hypergradient=f"{{method: {entry.name}}}")
+        elif entry.kind == "protocol":
+            text = _spec(stages=f"[{{epochs: 1, steps: [A, W, PL, V]}}, {{name: derive}}, "
+                                f"{{name: evaluate, learner: a, {key}: {entry.name}}}]")
         else:  # a new kind must get a case here
             raise AssertionError(f"no spec case for kind {entry.kind!r}")
         yield pytest.param(entry, text, id=f"{entry.kind}:{entry.name}")
@@ -57,6 +61,7 @@ def test_a_spec_naming_the_component_validates(tmp_path, entry, text):
         "scheduler": lambda: spec.optim.schedule,
         "pseudo_labeler": lambda: spec.pseudo_labels,
         "hypergradient": lambda: spec.hypergradient,
+        "protocol": lambda: spec.stages[-1],
     }[entry.kind]()
     assert isinstance(chosen, entry.config)
-    assert compiled.graph.learners
+    assert compiled.plan.learners

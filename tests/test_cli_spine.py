@@ -80,7 +80,8 @@ def test_plan_with_overrides_and_formats():
     result = sgl("plan", "specs/quickstart.yaml", "stages.0.epochs=2", "learners.alice.channels=16", "--format", "json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["phases"][0]["epochs"] == 2 and data["phases"][1]["first_epoch"] == 2
+    assert data["stages"][0]["epochs"] == 2 and data["stages"][1]["first_epoch"] == 2
+    assert data["learners"]["alice"]["config"]["channels"] == 16
     dot = sgl("plan", "specs/quickstart.yaml", "--format", "dot")
     assert dot.returncode == 0 and dot.stdout.startswith('digraph "quickstart"')
 

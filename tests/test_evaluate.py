@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from sgl.engine.evaluate import build_network, evaluate_genotype, network_cost, network_info
-from sgl.engine.rundir import RunDir
-from sgl.engine.spec import spec_model
+from sgl.engine.errors import Interrupted
+from sgl.engine.executor import RunOptions
+from sgl.engine.session import resume_run, run_spec
+from sgl.registry.evaluation import DartsProtocol, build_network
+from sgl.registry.evaluation.genotype_training import network_cost
 from sgl.registry.spaces.genotype import DARTS_V2
 from sgl.registry.task import Task
 
@@ -19,31 +23,31 @@ FIELDS = {
     "test_acc_final", "test_acc_best", "params_M", "madds_M", "device", "device_hours", "wall_seconds",
 }
 
-
-def make_spec(train_size: int = 48, **stage):
-    """An evaluation-only spec on small fake data (8x8 images, 48 train, 24 test)."""
-    values = {"type": "evaluate", "name": "eval", "genotype": "DARTS_V2", "epochs": 1, "channels": 8,
-              "layers": 3, "batch_size": 16, "cutout": 4, **stage}
-    return spec_model().model_validate({
-        "name": "evaluate_only",
-        "data": {"dataset": {"name": "fake", "train_size": train_size, "test_size": 24, "image_size": 8}, "eval_batch_size": 16},
-        "stages": [values],
-    })
-
-
-@pytest.fixture(scope="module")
-def accelerator():
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=True)
+#: An evaluation-only spec on small fake data (8x8 images, 48 train, 24 test).
+EVAL_ONLY = """
+name: evaluate_only
+data: {{dataset: {{name: fake, train_size: {train}, test_size: 24, image_size: 8}}, eval_batch_size: 16}}
+stages:
+  - {{type: evaluate, name: eval, genotype: DARTS_V2, epochs: {epochs}, channels: {channels}, layers: 3,
+     batch_size: 16, cutout: {cutout}, auxiliary_weight: {aux}, drop_path: {drop}}}
+run: {{cpu: true}}
+"""
 
 
-def test_one_epoch_on_fake_data_returns_every_field(tmp_path: Path, accelerator) -> None:
-    spec = make_spec()
-    stage = spec.stages[0]
-    rundir = RunDir(tmp_path)
-    result = evaluate_genotype(stage, spec, base_dir=tmp_path, accelerator=accelerator, rundir=rundir, progress=None, seed=0)
-    rundir.close()
+def evaluate(tmp_path: Path, folder: str, *, train: int = 48, epochs: int = 1, channels: int = 8, cutout: int = 4,
+             aux: float = 0.4, drop: float = 0.3, **options) -> Path:
+    spec = tmp_path / "eval.yaml"
+    spec.write_text(EVAL_ONLY.format(train=train, epochs=epochs, channels=channels, cutout=cutout, aux=aux, drop=drop))
+    return run_spec(spec, (), RunOptions(run_dir=tmp_path / folder, progress=False, **options))
+
+
+def lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_one_epoch_on_fake_data_returns_every_field(tmp_path: Path) -> None:
+    run_dir = evaluate(tmp_path, "run")
+    (result,) = json.loads((run_dir / "summary.json").read_text())["evaluations"]
     assert FIELDS <= set(result)
     assert result["genotype"] == "DARTS_V2" and result["genotype_json"] == DARTS_V2.to_json()
     assert result["dataset"] == "fake" and result["epochs"] == 1 and result["device"] == "cpu"
@@ -52,71 +56,84 @@ def test_one_epoch_on_fake_data_returns_every_field(tmp_path: Path, accelerator)
     assert result["test_error_best"] <= result["test_error_final"]
     assert result["params_M"] > 0 and result["madds_M"] > 0
     assert result["device_hours"] > 0 and result["wall_seconds"] > 0
-    json.dumps(result)  # goes into summary.json as is
 
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["stage"], r["epoch"]) for r in lines] == [("eval_epoch", "eval", 0)]
-    assert {"train/loss", "train/acc", "test/acc", "lr", "time"} <= set(lines[0])
+    records = lines(run_dir)
+    assert [(r["kind"], r["stage"], r["epoch"]) for r in records] == [("eval_epoch", "eval", 0)]
+    assert {"train/loss", "train/acc", "test/acc", "lr", "drop_path_prob", "time"} <= set(records[0])
 
-    package = torch.load(tmp_path / "models" / "eval.pt", weights_only=True)
+    package = torch.load(run_dir / "models" / "eval.pt", weights_only=True)
     net = build_network(package["network"])
     net.load_state_dict(package["state_dict"])
 
-    # Running the finished stage again returns its result from the checkpoint, training nothing.
-    again = evaluate_genotype(stage, spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path), seed=0)
-    assert again == result
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    # A finished run resumed trains nothing and keeps its result.
+    resume_run(run_dir, RunOptions(progress=False))
+    assert len(lines(run_dir)) == 1
+    assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == [result]
 
 
-def test_resumes_from_its_checkpoint(tmp_path: Path, accelerator) -> None:
-    spec = make_spec(train_size=32, epochs=2, channels=4, auxiliary_weight=0.0, drop_path=0.0, cutout=0)
-    stage = spec.stages[0]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    # Stop after the first epoch, as the executor does on a signal or --stop-after.
+def _same_evaluation(a: Path, b: Path) -> None:
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    assert strip(lines(a)) == strip(lines(b))
+    ma = torch.load(a / "models" / "eval.pt", weights_only=True)["state_dict"]
+    mb = torch.load(b / "models" / "eval.pt", weights_only=True)["state_dict"]
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
 
-    class Stop(Exception):
-        pass
 
-    def stop(done: int) -> None:
-        raise Stop
+def test_resumes_after_an_epoch_bit_identically(tmp_path: Path) -> None:
+    options = dict(train=32, epochs=2, channels=4, cutout=2, aux=0.0, drop=0.2)
+    with pytest.raises(Interrupted):
+        evaluate(tmp_path, "a", stop_after_epochs=1, **options)
+    resume_run(tmp_path / "a", RunOptions(progress=False))
+    _same_evaluation(tmp_path / "a", evaluate(tmp_path, "b", **options))
+    assert [r["epoch"] for r in lines(tmp_path / "a")] == [0, 1]
 
-    with pytest.raises(Stop):
-        evaluate_genotype(stage, spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path / "a"), seed=3, after_epoch=stop)
-    (tmp_path / "a" / "metrics.jsonl").write_text("")  # the executor cut it back to its own checkpoint
-    resumed = evaluate_genotype(stage, spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path / "a"), seed=3)
-    straight = evaluate_genotype(stage, spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path / "b"), seed=3)
-    assert resumed["test_acc_final"] == straight["test_acc_final"]
-    a = torch.load(tmp_path / "a" / "models" / "eval.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "models" / "eval.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1]
+
+def test_resumes_mid_epoch_after_a_signal_bit_identically(tmp_path: Path, monkeypatch) -> None:
+    from sgl.engine.evaluation import EvaluationStage
+
+    real, calls = EvaluationStage.iteration, {"n": 0}
+
+    def interrupted(self, epoch):
+        real(self, epoch)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third of four iterations of the first epoch: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+
+    options = dict(train=64, epochs=2, channels=4, cutout=2, aux=0.4, drop=0.2)
+    monkeypatch.setattr(EvaluationStage, "iteration", interrupted)
+    with pytest.raises(Interrupted):
+        evaluate(tmp_path, "a", **options)
+    monkeypatch.setattr(EvaluationStage, "iteration", real)
+    assert not (tmp_path / "a" / "metrics.jsonl").exists()  # stopped inside the first epoch
+    resume_run(tmp_path / "a", RunOptions(progress=False))
+    _same_evaluation(tmp_path / "a", evaluate(tmp_path, "b", **options))
 
 
 def test_darts_v2_at_the_paper_size_has_3_3m_parameters() -> None:
-    stage = make_spec(channels=36, layers=20, auxiliary_weight=0.4).stages[0]
     task = Task(num_classes=10, in_channels=3, image_size=32)
-    net = build_network(network_info(stage, DARTS_V2, task))
+    net = build_network(DartsProtocol(channels=36, layers=20, auxiliary_weight=0.4).network_info(DARTS_V2, task))
     cost = network_cost(net, task)
     assert round(cost["params_M"], 1) == 3.3, cost
     assert 450 < cost["madds_M"] < 600, cost  # about 528M multiply-adds on a 32x32 image
 
 
-def test_learner_genotype_comes_from_the_run(tmp_path: Path, accelerator) -> None:
-    spec = spec_model().model_validate({
-        "name": "search_then_evaluate",
-        "data": {"dataset": {"name": "fake", "train_size": 32, "test_size": 16, "image_size": 8}},
-        "learners": {"alice": {"kind": "darts", "channels": 4, "layers": 3, "nodes": 2}},
-        "stages": [{"type": "evaluate", "learner": "alice", "epochs": 1, "channels": 4, "layers": 3,
-                    "batch_size": 16, "cutout": 0}],
-    })
-    with pytest.raises(ValueError, match="derive stage"):
-        evaluate_genotype(spec.stages[0], spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path), seed=0)
-    genotype = DARTS_V2
-    genotype.save(tmp_path / "genotypes" / "alice.json")
-    result = evaluate_genotype(spec.stages[0], spec, base_dir=tmp_path, accelerator=accelerator, rundir=RunDir(tmp_path), seed=0)
+def test_learner_genotype_comes_from_the_search(tmp_path: Path) -> None:
+    spec = tmp_path / "search.yaml"
+    spec.write_text("""
+name: search_then_evaluate
+data: {dataset: {name: fake, train_size: 64, test_size: 16, image_size: 8}, batch_size: 16}
+learners: {alice: {kind: darts, channels: 4, layers: 3, nodes: 2}}
+loss_weights: {pseudo: 0}
+stages:
+  - {epochs: 1, steps: [A, W]}
+  - {type: evaluate, learner: alice, epochs: 1, channels: 4, layers: 3, batch_size: 16, cutout: 0}
+run: {cpu: true}
+""")
+    run_dir = run_spec(spec, (), RunOptions(run_dir=tmp_path / "run", progress=False))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (result,) = summary["evaluations"]
     assert result["genotype"] == "genotypes/alice.json" and result["learner"] == "alice"
+    assert result["genotype_json"] == json.loads((run_dir / "genotypes" / "alice.json").read_text())
 
 
 def test_train_command_takes_evaluation_only_specs(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgl.engine.execute import Interrupted, NonFiniteLoss, RunOptions
+from sgl.engine.errors import Interrupted, NonFiniteLoss
+from sgl.engine.executor import RunOptions
 from sgl.engine.session import resume_run, run_spec
 
 TINY = """
@@ -126,9 +127,9 @@ def test_resume_after_epoch_one_ends_identical(reference, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import sgl.engine.execute as execute
+    import sgl.engine.search as search
 
-    real = execute.w_step
+    real = search.w_step
     calls = {"n": 0}
 
     def poisoned(learner, x, y, ctx):
@@ -139,16 +140,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
             result.finite = torch.isfinite(result.loss)
         return result
 
-    monkeypatch.setattr(execute, "w_step", poisoned)
+    monkeypatch.setattr(search, "w_step", poisoned)
     with pytest.raises(NonFiniteLoss, match="non-finite W loss"):
         run(write(tmp_path), tmp_path / "nan")
     state = torch.load(tmp_path / "nan/checkpoints/last.pt", weights_only=True)
-    assert state["cursor"]["epoch"] == 1 and state["cursor"]["iteration"] == 0
+    # the last checkpoint: the warm-up stage done, the search stage not yet begun
+    assert (state["cursor"]["stage"], state["cursor"]["epoch"], state["cursor"]["iteration"]) == (1, 0, 0)
     assert json.loads((tmp_path / "nan/summary.json").read_text())["status"] == "failed"
 
 
 def test_existing_run_directory_is_never_overwritten_silently(reference, tmp_path):
-    from sgl.engine.rundir import RunDirError
+    from sgl.engine.errors import RunDirError
 
     spec, _ = reference
     target = tmp_path / "taken"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgl.engine.evaluate import model_package
+from sgl.engine.evaluation import model_package
 from sgl.engine.export import ArchBaked, ExportError, export_model, exportable, load_model, to_onnx, to_torchscript
 from sgl.registry.models import GenotypeNetConfig
 from sgl.registry.spaces import DartsConfig, PCDartsConfig
@@ -80,10 +80,9 @@ stages:
     (run / "spec.resolved.yaml").write_text(spec_text.lstrip())
     (run / "run.json").write_text(json.dumps({"name": "mini", "spec": "spec.yaml", "base_dir": str(tmp_path), "overrides": [], "seed": 1,
                                               "task": {"num_classes": 10, "in_channels": 1, "image_size": 8}}))
-    compiled = compile_spec(run / "spec.resolved.yaml")
-    spec, graph = compiled.spec, compiled.graph
+    plan = compile_spec(run / "spec.resolved.yaml").plan
     accelerator = Accelerator(cpu=True)
-    learners = {k: Learner(graph.learners[k], spec.learners[k], spec, DIGITS, accelerator) for k in ("alice", "bob")}
+    learners = {k: Learner(plan.learners[k], DIGITS, accelerator) for k in ("alice", "bob")}
     with torch.no_grad():
         for learner in learners.values():
             for p in learner.space.arch_parameters():
@@ -92,7 +91,10 @@ stages:
                 for p in net.module.parameters():
                     p.add_(0.05)
     (run / "checkpoints").mkdir()
-    torch.save({"learners": {k: l.state_dict() for k, l in learners.items()}}, run / "checkpoints" / "last.pt")
+    from sgl.engine.checkpoint import CHECKPOINT_FORMAT
+
+    torch.save({"format": CHECKPOINT_FORMAT, "learners": {k: l.state_dict() for k, l in learners.items()}},
+               run / "checkpoints" / "last.pt")
     learners["alice"].genotype().save(run / "genotypes" / "alice.json")
 
     # bob was evaluated: its genotype network is in models/, and the summary says so.

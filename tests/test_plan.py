@@ -14,8 +14,8 @@ from sgl.engine.compile import compile_spec
 from sgl.engine.plan import learner_seed
 
 
-def graph_of(path, overrides=()):
-    return compile_spec(path, overrides).graph
+def plan_of(path, overrides=()):
+    return compile_spec(path, overrides).plan
 
 
 ONE_LEARNER = """
@@ -57,7 +57,7 @@ def test_a_step_needs_a_searchable_learner(tmp_path):
         """,
     )
     assert problems(path) == [
-        f"{where(path, '[A, W')}: stages.0.steps: an A-step needs a searchable learner (kind darts, pc_darts, p_darts, ...)"
+        f"{where(path, '[A, W')}: stages.0.steps: an A-step needs a searchable learner (kind darts, p_darts, pc_darts, ...)"
     ]
 
 
@@ -117,13 +117,16 @@ stages:
 
 def test_p_darts_phases_must_match_stages_with_a_steps(tmp_path):
     ok = write_spec(tmp_path, PDARTS, "ok.yaml")
-    graph = graph_of(ok)
-    assert graph.learners["p"].space_phases == 3 and graph.learners["q"].space_phases == 1
-    assert [ph.space_phase for ph in graph.phases] == [{"p": 0, "q": 0}, {"p": 0, "q": 0}, {"p": 1, "q": 0}, {"p": 2, "q": 0}]
+    plan = plan_of(ok)
+    assert plan.learners["p"].growing_phases == 3 and plan.learners["q"].growing_phases == 1
+    assert [s.growing_phase for s in plan.stages] == [{"p": 0, "q": 0}, {"p": 0, "q": 0}, {"p": 1, "q": 0}, {"p": 2, "q": 0}]
+    # phase 0 runs the networks built at the start (schedules over the run); later phases rebuild them
+    assert plan.learners["p"].networks["W"].horizons == (7, 2, 2)
+    assert plan.learners["q"].networks["V"].horizons == (6,)
 
     short = write_spec(tmp_path, PDARTS.replace("  - {name: phase3, epochs: 2, steps: [A, W, PL, V]}\n", ""), "short.yaml")
     assert problems(short) == [
-        f"{where(short, '{kind: p_darts')}: learners.p.phases: 3 growing phases, but the spec has 2 stage(s) with A-steps; "
+        f"{where(short, '{kind: p_darts')}: learners.p: 3 growing phases, but the spec has 2 stage(s) with A-steps; "
         "give one such stage per phase"
     ]
 
@@ -135,7 +138,7 @@ def test_p_darts_with_explicit_phases(tmp_path):
     )
     path = write_spec(tmp_path, text)
     assert problems(path) == [
-        f"{where(path, '- {layers: 3')}: learners.p.phases: 2 growing phases, but the spec has 3 stage(s) with A-steps; "
+        f"{where(path, 'kind: p_darts')}: learners.p: 2 growing phases, but the spec has 3 stage(s) with A-steps; "
         "give one such stage per phase"
     ]
 
@@ -156,9 +159,10 @@ def test_evaluate_named_genotype_and_own_learner_are_fine(tmp_path):
         tmp_path,
         MINI_SPEC.replace("{name: derive}", "{name: derive}\n  - {name: evaluate, learner: alice}\n  - {name: final, type: evaluate, genotype: DARTS_V2}"),
     )
-    graph = graph_of(path)
-    assert [(p.type, p.learner) for p in graph.phases[2:]] == [("derive", None), ("evaluate", "alice"), ("evaluate", None)]
-    edges = {(e.src, e.dst) for e in graph.edges if e.dst.startswith("evaluate:")}
+    plan = plan_of(path)
+    assert [(s.type, getattr(s, "learner", None)) for s in plan.stages[2:]] == [("derive", None), ("evaluate", "alice"), ("evaluate", None)]
+    assert plan.stages[3].protocol.protocol == "darts" and plan.stages[4].genotype == "DARTS_V2"
+    edges = {(e.src, e.dst) for e in plan.edges if e.dst.startswith("evaluate:")}
     assert edges == {("A[alice]", "evaluate:evaluate"), ("A[alice]", "evaluate:final"), ("A[bob]", "evaluate:final")}
 
 
@@ -184,18 +188,18 @@ def test_batch_larger_than_d_val_with_a_steps(tmp_path):
 
 
 def test_quickstart_plan_peers_edges_order():
-    graph = graph_of(SPECS / "quickstart.yaml")
-    learners = graph.learners
+    plan = plan_of(SPECS / "quickstart.yaml")
+    learners = plan.learners
     assert list(learners) == ["alice", "bob", "carol"]
     assert [lp.searchable for lp in learners.values()] == [True, True, False]
     assert learners["alice"].peers == ("bob", "carol")
     assert learners["bob"].peers == ("alice", "carol")
     assert learners["carol"].peers == ("alice", "bob")
     assert [lp.arch_net for lp in learners.values()] == ["V", "V", None]
-    assert all(lp.networks == ("W", "V") for lp in learners.values())
-    assert all(lp.schedule_epochs == {"W": 4, "V": 3} for lp in learners.values())
+    assert all(tuple(lp.networks) == ("W", "V") for lp in learners.values())
+    assert all({n: net.horizons for n, net in lp.networks.items()} == {"W": (4,), "V": (3,)} for lp in learners.values())
 
-    warmup, search, derive = graph.phases
+    warmup, search, derive = plan.stages
     assert (warmup.name, warmup.first_epoch, warmup.epochs, warmup.arch_from_epoch) == ("warmup", 0, 1, None)
     assert warmup.order == ("W[alice]", "W[bob]", "W[carol]")
     assert (search.first_epoch, search.epochs, search.arch_from_epoch) == (1, 3, 1)
@@ -205,10 +209,12 @@ def test_quickstart_plan_peers_edges_order():
         "PL[alice]", "PL[bob]", "PL[carol]",
         "V[alice]", "V[bob]", "V[carol]",
     )
-    assert (derive.type, derive.first_epoch) == ("derive", 4)
-    assert graph.total_epochs == 4
+    assert (warmup.streams, search.streams) == (("train",), ("train", "unlabeled", "val"))
+    assert search.stepped == tuple(sorted((k, n) for k in learners for n in ("W", "V")))
+    assert derive.type == "derive"
+    assert plan.total_epochs == 4
 
-    edges = {(e.src, e.dst, e.kind) for e in graph.edges}
+    edges = {(e.src, e.dst, e.kind) for e in plan.edges}
     assert edges == {
         *((f"W[{k}]", f"PL[{k}]", "data") for k in learners),
         *((f"PL[{j}]", f"V[{k}]", "data") for k in learners for j in learners if j != k),
@@ -217,13 +223,13 @@ def test_quickstart_plan_peers_edges_order():
         ("A[alice]", "derive:derive", "data"),
         ("A[bob]", "derive:derive", "data"),
     }
-    assert {n.id for n in graph.nodes} == {*search.order, "derive:derive"}
-    assert graph.hypergradient == "first_order"
+    assert {n.id for n in plan.nodes} == {*search.order, "derive:derive"}
+    assert plan.hypergradient.method == "first_order"
 
 
 def test_quickstart_passes_per_iteration():
-    graph = graph_of(SPECS / "quickstart.yaml")
-    assert graph.passes == {
+    plan = plan_of(SPECS / "quickstart.yaml")
+    assert plan.passes == {
         "W": {"forward": 3, "backward": 3},
         "PL": {"forward": 3, "backward": 0},
         "V": {"forward": 6, "backward": 3},  # each V also runs on x_u
@@ -232,60 +238,60 @@ def test_quickstart_passes_per_iteration():
 
 
 def test_optimizer_step_arithmetic():
-    graph = graph_of(SPECS / "quickstart.yaml")
+    plan = plan_of(SPECS / "quickstart.yaml")
     # digits: 1797 - round(0.2 * 1797) = 1438 training images; D_train = floor(0.5 * 1438) = 719
-    assert graph.train_examples == {"train": 719, "val": 719}
+    assert plan.data.examples == {"train": 719, "val": 719}
     iterations = 719 // 64
-    warmup, search, _ = graph.phases
+    warmup, search, _ = plan.stages
     assert warmup.iterations_per_epoch == search.iterations_per_epoch == iterations == 11
     assert warmup.optimizer_steps == 3 * 1 * iterations  # three W-steps per iteration
     # six W/V steps per iteration for 3 epochs, plus two A-steps for the epochs A runs
     assert search.optimizer_steps == 6 * 3 * iterations + 2 * 3 * iterations == 264
-    delayed = graph_of(SPECS / "quickstart.yaml", ["stages.1.arch_start=2", "data.batch_size=100"])
+    delayed = plan_of(SPECS / "quickstart.yaml", ["stages.1.arch_start=2", "data.batch_size=100"])
     iterations = 719 // 100
-    assert delayed.phases[1].arch_from_epoch == 3
-    assert delayed.phases[1].optimizer_steps == 6 * 3 * iterations + 2 * 1 * iterations
+    assert delayed.stages[1].arch_from_epoch == 3
+    assert delayed.stages[1].optimizer_steps == 6 * 3 * iterations + 2 * 1 * iterations
 
 
 def test_unknown_dataset_size_leaves_counts_open(tmp_path):
     path = write_spec(tmp_path, MINI_SPEC.replace("dataset: digits", "dataset: imagenet_folder"))
-    graph = graph_of(path)
-    assert graph.train_examples == {"train": None, "val": None}
-    assert graph.phases[0].iterations_per_epoch is None and graph.phases[0].optimizer_steps is None
+    plan = plan_of(path)
+    assert plan.data.examples == {"train": None, "val": None}
+    assert plan.stages[0].iterations_per_epoch is None and plan.stages[0].optimizer_steps is None
 
 
 def test_plain_darts_is_one_learner_without_stage_two(tmp_path):
     path = write_spec(tmp_path, ONE_LEARNER.replace("pseudo: 1.0", "pseudo: 0").replace("[A, W, PL, V]", "[A, W]"))
-    graph = graph_of(path)
-    (lp,) = graph.learners.values()
-    assert (lp.networks, lp.arch_net, lp.peers) == (("W",), "W", ())
-    assert graph.phases[0].order == ("A[alice]", "W[alice]")
-    assert {(e.src, e.dst, e.kind) for e in graph.edges} == {("W[alice]", "A[alice]", "grad")}
-    assert set(graph.passes) == {"W", "A"}
+    plan = plan_of(path)
+    (lp,) = plan.learners.values()
+    assert (tuple(lp.networks), lp.arch_net, lp.peers) == (("W",), "W", ())
+    assert plan.stages[0].order == ("A[alice]", "W[alice]")
+    assert {(e.src, e.dst, e.kind) for e in plan.edges} == {("W[alice]", "A[alice]", "grad")}
+    assert set(plan.passes) == {"W", "A"}
 
 
 def test_zero_pseudo_weight_drops_peers_and_pseudo_labels(tmp_path):
     path = write_spec(tmp_path, MINI_SPEC.replace("[A, W, PL, V]", "[A, W, V]") + "loss_weights: {pseudo: 0}\n")
-    graph = graph_of(path)
-    assert all(lp.peers == () for lp in graph.learners.values())
-    assert not any(n.step == "PL" for n in graph.nodes)
-    assert graph.passes["V"] == {"forward": 2, "backward": 2}  # no extra pass on x_u
+    plan = plan_of(path)
+    assert all(lp.peers == () for lp in plan.learners.values())
+    assert not any(n.step == "PL" for n in plan.nodes)
+    assert plan.passes["V"] == {"forward": 2, "backward": 2}  # no extra pass on x_u
 
 
 # --------------------------------------------------------------------------- seeds
 
 
 def test_learner_seeds_are_stable_and_distinct():
-    graph = graph_of(SPECS / "quickstart.yaml")
-    seeds = {k: lp.seed for k, lp in graph.learners.items()}
+    plan = plan_of(SPECS / "quickstart.yaml")
+    seeds = {k: lp.seed for k, lp in plan.learners.items()}
     assert len(set(seeds.values())) == 3
     # stable across runs, processes and versions: resuming and reproducing depend on it
     assert seeds == {"alice": 616620123, "bob": 627922358, "carol": 831573755}
     assert all(0 <= s < 2**31 for s in seeds.values())
     # a learner's seed depends on the run seed and its name, not on the other learners
-    fewer = graph_of(SPECS / "quickstart.yaml", ["learners.dave.kind=darts", "learners.dave.channels=4"])
+    fewer = plan_of(SPECS / "quickstart.yaml", ["learners.dave.kind=darts", "learners.dave.channels=4"])
     assert {k: fewer.learners[k].seed for k in seeds} == seeds
-    reseeded = graph_of(SPECS / "quickstart.yaml", ["seed=1"])
+    reseeded = plan_of(SPECS / "quickstart.yaml", ["seed=1"])
     assert all(reseeded.learners[k].seed != s for k, s in seeds.items())
     assert reseeded.learners["alice"].seed == learner_seed(1, "alice")
 
@@ -294,21 +300,26 @@ def test_learner_seeds_are_stable_and_distinct():
 
 
 def test_plan_views_name_every_learner_and_step():
-    graph = graph_of(SPECS / "quickstart.yaml")
+    plan = plan_of(SPECS / "quickstart.yaml")
     console = Console(record=True, width=200, file=io.StringIO())
-    plan_view.plan_text(graph, console)
+    plan_view.plan_text(plan, console)
     text = console.export_text()
-    for name in graph.learners:
+    for name in plan.learners:
         assert f"{name}:" in text
-    for node in graph.nodes:
+    for node in plan.nodes:
         if node.step in "AWPLV":
             assert node.id in text
     assert "derive" in text and "264" in text
+    # the plan shows what execution will use: optimizers, schedules and their horizons
+    assert "W: sgd (lr 0.05), schedule cosine over 4 ep" in text and "V: sgd (lr 0.05), schedule cosine over 3 ep" in text
 
-    data = json.loads(plan_view.plan_json(graph))
+    data = json.loads(plan_view.plan_json(plan))
     assert list(data["learners"]) == ["alice", "bob", "carol"]
-    assert data["phases"][1]["order"] == list(graph.phases[1].order)
+    assert data["stages"][1]["order"] == list(plan.stages[1].order)
+    assert data["learners"]["alice"]["networks"]["W"]["horizons"] == [4]
+    assert data["learners"]["alice"]["config"]["kind"] == "darts"
+    assert data["hypergradient"] == {"method": "first_order"}
 
-    dot = plan_view.plan_dot(graph)
+    dot = plan_view.plan_dot(plan)
     assert dot.startswith('digraph "quickstart" {') and dot.rstrip().endswith("}")
     assert '"1/PL[bob]" -> "1/V[alice]"' in dot

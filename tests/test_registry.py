@@ -178,8 +178,8 @@ def test_plugin_learner_kind_validates_and_plans(tmp_path, plugin):
     compiled = compile_spec(path)
     assert "mlp" in registry.names("model") and "tiny_space" in registry.names("search_space")
     assert type(compiled.spec.learners["m"]).__name__ == "MLPConfig" and compiled.spec.learners["m"].hidden == 8
-    assert compiled.graph.learners["alice"].searchable and not compiled.graph.learners["m"].searchable
-    assert compiled.graph.phases[0].order[0] == "A[alice]"
+    assert compiled.plan.learners["alice"].searchable and not compiled.plan.learners["m"].searchable
+    assert compiled.plan.stages[0].order[0] == "A[alice]"
 
 
 def test_plugin_components_get_positioned_errors_and_suggestions(tmp_path, plugin):

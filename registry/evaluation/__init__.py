@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from ..task import Task
 
 
+#: The protocol of an evaluate stage that names none.
+DEFAULT_PROTOCOL = "darts"
+
+
 class EvaluationProtocol(ComponentConfig):
     """The common interface; subclasses are the registered protocols with their own defaults.
 

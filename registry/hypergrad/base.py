@@ -49,9 +49,3 @@ class ArchContext:
     w_pseudo: float
     pseudo_labeler: PseudoLabelerConfig
     autocast: Callable[[], AbstractContextManager] = field(default=nullcontext)
-
-
-def sgd_hyper(opt: torch.optim.Optimizer) -> tuple[float, float, float]:
-    """(lr, momentum, weight_decay) of a single-group SGD optimizer as it stands now."""
-    group = opt.param_groups[0]
-    return group["lr"], group.get("momentum", 0.0), group.get("weight_decay", 0.0)
