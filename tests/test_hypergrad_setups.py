@@ -24,7 +24,7 @@ from sgl.registry.hypergrad.exact import exact
 from sgl.registry.hypergrad.first_order import first_order
 from sgl.registry.hypergrad.full_chain import full_chain
 from sgl.registry.hypergrad.unrolled import darts_unrolled
-from sgl.registry.hypergrad.virtual_step import Functional, finite_difference, grad, stage2
+from sgl.registry.hypergrad.virtual_step import Functional, finite_difference, stage2
 from sgl.registry.optim import AdamConfig, SGDConfig
 from test_hypergradients import _real_space, _wrapped, assert_same_state, compare, make_group, snapshot
 
@@ -362,31 +362,26 @@ def test_loss_scale_is_divided_out(method):
     assert not all(torch.isfinite(t).all() for g in overflow.values() for t in g), method
 
 
-def test_loss_scale_reaches_the_backward_passes():
-    """Every differentiated loss is multiplied by the scale: the gradients autograd sees are s times larger."""
-    seen: list[float] = []
+def test_loss_scale_reaches_the_backward_passes(monkeypatch):
+    """Every differentiated loss is multiplied by the scale: the gradients autograd returns are s times larger."""
+    import sgl.registry.hypergrad.first_order as first_order_module
+
     original = virtual_step.grad
-
-    def spy(output, inputs, **kw):
-        out = original(output, inputs, **kw)
-        seen.append(max(float(g.detach().abs().max()) for g in out) if out else 0.0)
-        return out
-
     runs = {}
     for s in (1.0, 2.0**16):
-        seen.clear()
-        virtual_step.grad = spy
-        try:
-            # darts_unrolled looks `grad` up in virtual_step; first_order imported it: patch both
-            import sgl.registry.hypergrad.first_order as fo
+        seen: list[float] = []
 
-            fo.grad = spy
-            darts_unrolled(dataclasses.replace(darts_group(), loss_scale=s), hessian="hvp")
-            first_order(dataclasses.replace(darts_group(), loss_scale=s))
-        finally:
-            virtual_step.grad = original
-            fo.grad = original
-        runs[s] = list(seen)
+        def spy(output, inputs, seen=seen, **kw):
+            out = original(output, inputs, **kw)
+            seen.append(max(float(g.detach().abs().max()) for g in out) if out else 0.0)
+            return out
+
+        # darts_unrolled looks `grad` up in virtual_step; first_order imported its own name
+        monkeypatch.setattr(virtual_step, "grad", spy)
+        monkeypatch.setattr(first_order_module, "grad", spy)
+        darts_unrolled(dataclasses.replace(darts_group(), loss_scale=s), hessian="hvp")
+        first_order(dataclasses.replace(darts_group(), loss_scale=s))
+        runs[s] = seen
     assert len(runs[1.0]) == len(runs[2.0**16]) > 0
     for a, b in zip(runs[1.0], runs[2.0**16]):
         assert b == pytest.approx(a * 2.0**16, rel=1e-3), (a, b)
