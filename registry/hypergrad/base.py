@@ -1,8 +1,8 @@
 """What an architecture-gradient method sees: the learners' networks, batches and loss weights.
 
 The executor builds one ``ArchContext`` per A-step. Methods read it and return gradients; they
-never step optimizers, and leave parameters, buffers (BatchNorm statistics included) and
-optimizer state exactly as they found them.
+never step optimizers, and leave parameters, buffers and optimizer state exactly as they found
+them — except V's BatchNorm running statistics when the config asks for ``running_stats: update``.
 """
 
 from __future__ import annotations
@@ -49,3 +49,7 @@ class ArchContext:
     w_pseudo: float
     pseudo_labeler: PseudoLabelerConfig
     autocast: Callable[[], AbstractContextManager] = field(default=nullcontext)
+    # Multiplied into every loss a method differentiates and divided out of its gradients, so that
+    # under fp16 the backward passes run at the GradScaler's scale (small gradients would underflow).
+    # An overflow shows as inf / NaN in the returned gradients.
+    loss_scale: float = 1.0

@@ -14,12 +14,15 @@ from __future__ import annotations
 import torch
 
 from .base import ArchContext
-from .virtual_step import Functional, grad, labelers_needed, pseudo_active, stage2, train_loss, val_loss
+from .virtual_step import (
+    Functional, grad, labelers_needed, pseudo_active, scaled, stage2, train_loss, unscaled, val_loss,
+)
 
 
 def exact(ctx: ArchContext, chain: bool = True) -> dict[str, list[torch.Tensor]]:
     targets = set(ctx.targets)
     sources = list(ctx.targets)
+    s = ctx.loss_scale
     if chain and pseudo_active(ctx):
         sources += [k for k in ctx.learners if k not in targets and targets & set(ctx.peers.get(k, []))]
 
@@ -27,8 +30,8 @@ def exact(ctx: ArchContext, chain: bool = True) -> dict[str, list[torch.Tensor]]
     for j in labelers_needed(ctx, sources):
         model = Functional(ctx.learners[j], "w")
         differentiable = chain and j in targets
-        grads = grad(train_loss(ctx, model, model.params), model.params, create_graph=differentiable)
-        stepped = model.step(model.params, grads)
+        grads = grad(scaled(train_loss(ctx, model, model.params), s), model.params, create_graph=differentiable)
+        stepped = model.step(model.params, unscaled(grads, s))
         with torch.set_grad_enabled(differentiable):
             with ctx.autocast():
                 logits = model(stepped, ctx.x_unlabeled)
@@ -39,11 +42,11 @@ def exact(ctx: ArchContext, chain: bool = True) -> dict[str, list[torch.Tensor]]
     for k in sources:
         model = Functional(ctx.learners[k], "v")
         peers = [labels[j] for j in ctx.peers.get(k, []) if j in labels]
-        grads = grad(stage2(ctx, model, model.params, peers), model.params, create_graph=True)
-        total = total + val_loss(ctx, model, model.step(model.params, grads))
+        grads = grad(scaled(stage2(ctx, model, model.params, peers), s), model.params, create_graph=True)
+        total = total + val_loss(ctx, model, model.step(model.params, unscaled(grads, s)))
 
     arch = {k: list(ctx.learners[k].space.arch_parameters()) for k in ctx.targets}
-    flat = grad(total, [a for k in ctx.targets for a in arch[k]])
+    flat = unscaled(grad(scaled(total, s), [a for k in ctx.targets for a in arch[k]]), s)
     out, i = {}, 0
     for k in ctx.targets:
         out[k] = flat[i : i + len(arch[k])]

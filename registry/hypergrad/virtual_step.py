@@ -11,16 +11,23 @@ One A-step looks one iteration ahead, as DESIGN §1 orders it (A, W, PL, V):
 second-order part, ∇_X (∇_P inner · u), by central difference or by a Hessian-vector product.
 
 Nothing here mutates anything: networks run through ``torch.func.functional_call`` with the
-parameters given explicitly and the buffers *cloned* for every call (BatchNorm running statistics
-never change), optimizer state is only read, and no ``.grad`` is touched (``torch.autograd.grad``).
-Every forward runs inside ``ctx.autocast()``; perturbations and norms are computed in float32 or
-wider. Gradients stay local to the process: the executor reduces them once, after the method.
+parameters given explicitly and buffers *cloned* once per ``Functional`` (the networks' own
+BatchNorm running statistics never change), optimizer state is only read, and no ``.grad`` is
+touched (``torch.autograd.grad``). Every forward runs inside ``ctx.autocast()`` except the two
+finite-difference passes, which run outside it in the parameters' dtype (float32 under mixed
+precision: a half-precision cast would round the perturbation away); perturbations and norms are
+computed in float32 or wider. Every loss that is
+differentiated is multiplied by ``ctx.loss_scale`` and the gradients divided by it (``scaled`` /
+``unscaled``), so fp16 runs can use the GradScaler's scale. Gradients stay local to the process:
+the executor reduces them once, after the method.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from functools import cached_property
+from typing import Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +38,13 @@ from ..losses import stage2_loss
 from .base import ArchContext, LearnerView
 
 Hessian = str  # "finite_difference" | "hvp"
+
+
+class Inner(Protocol):
+    """The inner (training) loss of a virtual step as a function of the parameters. ``fp32=True``
+    runs it outside autocast: the finite-difference passes ask for that."""
+
+    def __call__(self, params: Sequence[Tensor], *, fp32: bool = False) -> Tensor: ...
 
 
 # --------------------------------------------------------------------------- autograd plumbing
@@ -53,6 +67,23 @@ def grad(output: Tensor | float, inputs: Sequence[Tensor], *, create_graph: bool
             if g is not None:
                 result[i] = g
     return result
+
+
+def scaled(loss: Tensor, scale: float) -> Tensor:
+    """``loss · scale`` (the executor's loss scale; 1 leaves the graph as it is)."""
+    return loss if scale == 1.0 else loss * scale
+
+
+def unscaled(grads: Sequence[Tensor], scale: float) -> list[Tensor]:
+    """Gradients of a ``scaled`` loss, divided back (inf / NaN from an overflow stay, for the scaler to see)."""
+    return list(grads) if scale == 1.0 else [g / scale for g in grads]
+
+
+def precision(ctx: ArchContext, fp32: bool = False) -> AbstractContextManager:
+    """``ctx.autocast()``, or autocast switched off on the batch's device (``fp32``)."""
+    if fp32:
+        return torch.autocast(ctx.x_train.device.type, enabled=False)
+    return ctx.autocast()
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -103,8 +134,11 @@ class SgdStep:
         while not isinstance(opt, torch.optim.SGD) and isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
             opt = opt.optimizer
         if not isinstance(opt, torch.optim.SGD):
+            # The planner refuses this combination (HypergradientConfig.check); this is the backstop.
             raise TypeError(
-                f"second-order hypergradients model the network optimizer as SGD; got {type(opt).__name__}"
+                "darts_unrolled, full_chain and exact differentiate through a virtual step of "
+                f"torch.optim.SGD, but the network optimizer is {type(opt).__name__}: "
+                "use optim.weights: sgd, or hypergradient.method: first_order"
             )
         group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
         self.scale: list[float] = []
@@ -146,21 +180,30 @@ class Functional:
 
     ``model(params, x)`` runs the network with ``params`` in place of its own (same order as
     ``model.params``), the architecture computed afresh from the learner's live α (so gradients
-    reach it and no graph is shared between passes), and cloned buffers.
+    reach it and no graph is shared between passes), and this Functional's copy of the buffers.
     """
 
     def __init__(self, learner: LearnerView, which: str):
         self.space = learner.space
         self.net = unwrap(getattr(learner, f"{which}_net"))
-        opt = getattr(learner, f"{which}_opt")
-        owned = {id(p) for g in opt.param_groups for p in g["params"]}
+        self.optimizer = getattr(learner, f"{which}_opt")
+        owned = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         pairs = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad and id(p) in owned]
         self.names = [n for n, _ in pairs]
         self.params = [p for _, p in pairs]
-        self.step = SgdStep(opt, self.params)
+        # One copy for all of this Functional's passes, not one per pass. The passes write running
+        # statistics into it, but no output reads them: in train mode BatchNorm normalises with the
+        # batch's statistics, and in eval mode it writes nothing. The copy dies with the Functional.
+        self.buffers = {n: b.clone() for n, b in self.net.named_buffers()}
+
+    @cached_property
+    def step(self) -> SgdStep:
+        """The virtual SGD step, built on first use: first_order never takes one (and so accepts any
+        weight optimizer), and building it costs a kernel per parameter."""
+        return SgdStep(self.optimizer, self.params)
 
     def __call__(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
-        tensors = {n: b.clone() for n, b in self.net.named_buffers()}
+        tensors = dict(self.buffers)
         tensors.update(zip(self.names, params))
         args = (x,) if self.space is None else (x, self.space())
         return functional_call(self.net, tensors, args)
@@ -176,9 +219,9 @@ def pseudo_active(ctx: ArchContext) -> bool:
     return bool(ctx.w_pseudo) and ctx.x_unlabeled is not None
 
 
-def train_loss(ctx: ArchContext, model: Functional, params: Sequence[Tensor]) -> Tensor:
+def train_loss(ctx: ArchContext, model: Functional, params: Sequence[Tensor], *, fp32: bool = False) -> Tensor:
     """Stage 1: CE(W(x_tr), y_tr)."""
-    with ctx.autocast():
+    with precision(ctx, fp32):
         return F.cross_entropy(model(params, ctx.x_train), ctx.y_train)
 
 
@@ -189,11 +232,16 @@ def val_loss(ctx: ArchContext, model: Functional, params: Sequence[Tensor]) -> T
 
 
 def stage2(
-    ctx: ArchContext, model: Functional, params: Sequence[Tensor], labels: Sequence[tuple[Tensor, Tensor | None]]
+    ctx: ArchContext,
+    model: Functional,
+    params: Sequence[Tensor],
+    labels: Sequence[tuple[Tensor, Tensor | None]],
+    *,
+    fp32: bool = False,
 ) -> Tensor:
     """Stage 2: w_lab·CE(V(x_tr), y_tr) + λ·Σ_j softCE(V(x_u), q_j) (``losses.stage2_loss``)."""
     pseudo = list(labels) if pseudo_active(ctx) else []
-    with ctx.autocast():
+    with precision(ctx, fp32):
         if ctx.w_labeled:
             logits_train = model(params, ctx.x_train)
         else:  # ablation 2: no labeled term, and no pass spent on it
@@ -206,12 +254,14 @@ def stage2(
 
 
 def finite_difference(
-    inner: Callable[[Sequence[Tensor]], Tensor], params: Sequence[Tensor], u: Sequence[Tensor], wrt: Sequence[Tensor], r: float
+    inner: Inner, params: Sequence[Tensor], u: Sequence[Tensor], wrt: Sequence[Tensor], r: float
 ) -> list[Tensor]:
     """∇_wrt(∇_P inner · u) ≈ [∇_wrt inner(P + εu) − ∇_wrt inner(P − εu)] / 2ε, ε = r / ‖u‖ (DARTS).
 
     With u = ξ·g this is exactly DARTS' ξ·[∇ L(V⁺) − ∇ L(V⁻)] / 2ε with ε = r/‖g‖, V± = V ± εg.
-    The perturbation and the norm are computed in float32 (or the parameters' wider dtype).
+    The perturbation and the norm are computed in float32 (or the parameters' wider dtype), and
+    the two passes run outside autocast (``fp32=True``): cast to bf16, most of the perturbed
+    weights would round back to the unperturbed value and the difference would measure rounding.
     """
     if not wrt or not params:
         return [torch.zeros_like(t) for t in wrt]
@@ -221,9 +271,9 @@ def finite_difference(
     plus = [(p.detach().to(acc) + eps * d.detach().to(acc)).to(p.dtype) for p, d in zip(params, u)]
     minus = [(p.detach().to(acc) - eps * d.detach().to(acc)).to(p.dtype) for p, d in zip(params, u)]
     rng = _SameRandomness(params[0].device)
-    g_plus = grad(inner(plus), wrt)
+    g_plus = grad(inner(plus, fp32=True), wrt)
     rng.replay()
-    g_minus = grad(inner(minus), wrt)
+    g_minus = grad(inner(minus, fp32=True), wrt)
     return [((a.to(acc) - b.to(acc)) / (2 * eps)).to(a.dtype) for a, b in zip(g_plus, g_minus)]
 
 
@@ -237,12 +287,13 @@ def unrolled(
     outer: Tensor,
     stepped: Sequence[Tensor],
     arch: Sequence[Tensor],
-    inner: Callable[[Sequence[Tensor]], Tensor],
+    inner: Inner,
     params: Sequence[Tensor],
     step: SgdStep,
     *,
     r: float,
     hessian: Hessian,
+    scale: float = 1.0,
     extra: Sequence[Tensor] = (),
     inner_grads: Sequence[Tensor] | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
@@ -250,19 +301,24 @@ def unrolled(
 
     ``stepped`` are P' as leaves (requires_grad) that ``outer`` was computed from. Returns
     (∇_A outer − ∇_A(∇_P inner · u), −∇_extra(∇_P inner · u)) with ``u = s ⊙ ∇_{P'} outer``.
-    For ``hvp``, ``inner_grads`` = ∇_P inner(P) taken with create_graph (the virtual step's own).
+    For ``hvp``, ``inner_grads`` = ∇_P (scale · inner(P)) taken with create_graph (the virtual
+    step's own): the double backward runs through the scaled graph, and is divided back here.
     """
     arch, extra = list(arch), list(extra)
-    first = grad(outer, arch + list(stepped))
+    first = unscaled(grad(scaled(outer, scale), arch + list(stepped)), scale)
     direct, g = first[: len(arch)], first[len(arch) :]
     u = step.direction(g)
     wrt = arch + extra
     if hessian == "hvp":
         if inner_grads is None:
-            inner_grads = grad(inner(params), params, create_graph=True)
-        mixed = hessian_vector(inner_grads, u, wrt)
+            inner_grads = grad(scaled(inner(params), scale), params, create_graph=True)
+        mixed = unscaled(hessian_vector(inner_grads, u, wrt), scale)
     elif hessian == "finite_difference":
-        mixed = finite_difference(inner, params, u, wrt, r)
+
+        def inner_scaled(p: Sequence[Tensor], *, fp32: bool = False) -> Tensor:
+            return scaled(inner(p, fp32=fp32), scale)
+
+        mixed = unscaled(finite_difference(inner_scaled, params, u, wrt, r), scale)
     else:
         raise ValueError(f"unknown hessian method {hessian!r}")
     return [d - m for d, m in zip(direct, mixed[: len(arch)])], [-m for m in mixed[len(arch) :]]
@@ -281,7 +337,7 @@ class Labeler:
     mask: Tensor | None                   # confidence mask: piecewise constant, never differentiated
     stepped: list[Tensor]                 # W_j' as leaves
     q_graph: Tensor | None = None         # q_j with its graph to W_j' and A_j (full_chain only)
-    inner_grads: list[Tensor] | None = None  # ∇_W CE with create_graph (full_chain with hvp only)
+    inner_grads: list[Tensor] | None = None  # ∇_W (scale·CE) with create_graph (full_chain with hvp only)
 
 
 def labelers_needed(ctx: ArchContext, sources: Sequence[str]) -> list[str]:
@@ -303,8 +359,9 @@ def virtual_labels(
     for j in names:
         model = Functional(ctx.learners[j], "w")
         keep = j in chain
-        grads = grad(train_loss(ctx, model, model.params), model.params, create_graph=keep and hessian == "hvp")
-        stepped = [p.detach().requires_grad_(keep) for p in model.step(model.params, grads)]
+        loss = scaled(train_loss(ctx, model, model.params), ctx.loss_scale)
+        grads = grad(loss, model.params, create_graph=keep and hessian == "hvp")
+        stepped = [p.detach().requires_grad_(keep) for p in model.step(model.params, unscaled(grads, ctx.loss_scale))]
         with torch.set_grad_enabled(keep):
             with ctx.autocast():
                 logits = model(stepped, ctx.x_unlabeled)
@@ -338,15 +395,15 @@ def source_term(
     labels = [(labelers[j].targets, labelers[j].mask) for j in ctx.peers.get(k, []) if j in labelers]
     extra = [labelers[j].targets for j in chain]
 
-    def inner(params: Sequence[Tensor]) -> Tensor:
-        return stage2(ctx, model, params, labels)
+    def inner(params: Sequence[Tensor], *, fp32: bool = False) -> Tensor:
+        return stage2(ctx, model, params, labels, fp32=fp32)
 
-    grads = grad(inner(model.params), model.params, create_graph=hessian == "hvp")
-    stepped = [p.detach().requires_grad_() for p in model.step(model.params, grads)]
+    grads = grad(scaled(inner(model.params), ctx.loss_scale), model.params, create_graph=hessian == "hvp")
+    stepped = [p.detach().requires_grad_() for p in model.step(model.params, unscaled(grads, ctx.loss_scale))]
     outer = val_loss(ctx, model, stepped)
     g_arch, g_extra = unrolled(
-        outer, stepped, model.arch(), inner, model.params, model.step,
-        r=r, hessian=hessian, extra=extra, inner_grads=grads if hessian == "hvp" else None,
+        outer, stepped, model.arch(), inner, model.params, model.step, r=r, hessian=hessian,
+        scale=ctx.loss_scale, extra=extra, inner_grads=grads if hessian == "hvp" else None,
     )
     return (g_arch if learner.space is not None else None), dict(zip(chain, g_extra))
 
@@ -356,11 +413,11 @@ def labeler_term(ctx: ArchContext, lab: Labeler, cotangent: Tensor, *, r: float,
     assert lab.q_graph is not None
     phi = (cotangent.detach() * lab.q_graph).sum()
 
-    def inner(params: Sequence[Tensor]) -> Tensor:
-        return train_loss(ctx, lab.model, params)
+    def inner(params: Sequence[Tensor], *, fp32: bool = False) -> Tensor:
+        return train_loss(ctx, lab.model, params, fp32=fp32)
 
     g_arch, _ = unrolled(
         phi, lab.stepped, lab.model.arch(), inner, lab.model.params, lab.model.step,
-        r=r, hessian=hessian, inner_grads=lab.inner_grads,
+        r=r, hessian=hessian, scale=ctx.loss_scale, inner_grads=lab.inner_grads,
     )
     return g_arch
