@@ -77,10 +77,11 @@ class CosineConfig(SchedulerConfig):
         if not self.warmup_epochs:
             # torch's own recursion: runs recorded before warm-up existed stay bit-identical.
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=horizon, eta_min=self.min_lr)
-        lambdas = [
-            _relative(base, lambda e, base=base: self.min_lr + (base - self.min_lr) * (1 + math.cos(math.pi * e / horizon)) / 2)
-            for base in _base_lrs(optimizer)
-        ]
+
+        def fraction(e: int) -> float:
+            return (1 + math.cos(math.pi * e / horizon)) / 2
+
+        lambdas = [_decay(base, self.min_lr, fraction) for base in _base_lrs(optimizer)]
         return torch.optim.lr_scheduler.LambdaLR(optimizer, [_warmed(f, self.warmup_epochs) for f in lambdas])
 
 
@@ -123,10 +124,7 @@ class LinearConfig(SchedulerConfig):
                 return 0.0
             return (epochs - e) / (main * self.tail_epochs)
 
-        lambdas = [
-            _relative(base, lambda e, base=base: self.min_lr + (base - self.min_lr) * fraction(e))
-            for base in _base_lrs(optimizer)
-        ]
+        lambdas = [_decay(base, self.min_lr, fraction) for base in _base_lrs(optimizer)]
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, [_warmed(f, self.warmup_epochs, self.warmup_start) for f in lambdas]
         )
@@ -163,9 +161,11 @@ def _base_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
     return [float(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups]
 
 
-def _relative(base: float, absolute: Callable[[int], float]) -> Callable[[int], float]:
-    """LambdaLR multiplies the base lr: turn an absolute per-epoch lr into that factor."""
-    return lambda e: absolute(e) / base if base > 0 else 0.0
+def _decay(base: float, low: float, fraction: Callable[[int], float]) -> Callable[[int], float]:
+    """LambdaLR's factor of the base lr for ``low + (base − low)·fraction(e)``."""
+    if base <= 0:
+        return lambda e: 0.0
+    return lambda e: (low + (base - low) * fraction(e)) / base
 
 
 def _warmed(factor: Callable[[int], float], warmup: int, start: float | None = None) -> Callable[[int], float]:
