@@ -57,6 +57,31 @@ def test_published_cells_spot_checks() -> None:
     assert {GENOTYPES[n].space for n in GENOTYPES} == {"darts", "pc_darts", "p_darts"}
 
 
+
+# PC_DARTS_image as printed in yuhuixu1993/PC-DARTS genotypes.py:79 (commit 283b086): published data.
+_PC_DARTS_IMAGE_SOURCE = (
+    "Genotype(normal=[('skip_connect', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 0), ('skip_connect', 1), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), "
+    "reduce=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_5x5', 2), ('max_pool_3x3', 1), "
+    "('sep_conv_3x3', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 3)], reduce_concat=range(2, 6))"
+)
+
+
+def test_pc_darts_imagenet_is_the_published_cell() -> None:
+    import ast
+
+    call = ast.parse(_PC_DARTS_IMAGE_SOURCE, mode="eval").body
+    fields = {kw.arg: kw.value for kw in call.keywords}
+    g = GENOTYPES["PC_DARTS_IMAGENET"]
+    assert g.normal == tuple(ast.literal_eval(fields["normal"]))
+    assert g.reduce == tuple(ast.literal_eval(fields["reduce"]))
+    for key in ("normal_concat", "reduce_concat"):  # range(2, 6)
+        start, stop = (ast.literal_eval(arg) for arg in fields[key].args)
+        assert getattr(g, key) == tuple(range(start, stop))
+    assert g.space == "pc_darts" and g.primitives == DEFAULT_PRIMITIVES
+    assert resolve_genotype("PC_DARTS_IMAGENET") is g
+    assert g != GENOTYPES["PC_DARTS"]
+
 def test_from_json_defaults_and_errors() -> None:
     data = GENOTYPES["DARTS_V2"].to_json()
     del data["primitives"], data["space"]

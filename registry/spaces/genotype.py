@@ -175,11 +175,24 @@ PDARTS = Genotype(
     space="p_darts",
 )
 
+#: PC-DARTS' cell searched directly on ImageNet: ``PC_DARTS_image`` in yuhuixu1993/PC-DARTS
+#: genotypes.py:79 (commit 283b086); their README reports 24.2% top-1 / 7.3% top-5 error, 597M FLOPs.
+PC_DARTS_IMAGENET = Genotype(
+    normal=[("skip_connect", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 0), ("skip_connect", 1),
+            ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("dil_conv_5x5", 4)],
+    normal_concat=_CONCAT,
+    reduce=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2), ("max_pool_3x3", 1),
+            ("sep_conv_3x3", 2), ("sep_conv_3x3", 1), ("sep_conv_5x5", 0), ("sep_conv_3x3", 3)],
+    reduce_concat=_CONCAT,
+    space="pc_darts",
+)
+
 GENOTYPES: dict[str, Genotype] = {
     "DARTS_V1": DARTS_V1,
     "DARTS_V2": DARTS_V2,
     "PC_DARTS": PC_DARTS,
     "PDARTS": PDARTS,
+    "PC_DARTS_IMAGENET": PC_DARTS_IMAGENET,
 }
 
 
