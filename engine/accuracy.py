@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import eval_batches
@@ -15,16 +16,27 @@ from .distributed import Collectives
 def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indices: torch.Tensor | None,
              batch_size: int, collectives: Collectives, autocast: Callable[[], Any]) -> float:
     """Fraction of ``dataset`` (or of its ``indices``) that ``forward`` classifies right."""
+    return measure(forward, dataset, indices, batch_size, collectives, autocast)[0]
+
+
+def measure(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indices: torch.Tensor | None,
+            batch_size: int, collectives: Collectives, autocast: Callable[[], Any],
+            with_loss: bool = False) -> tuple[float, float | None]:
+    """``(accuracy, mean cross-entropy or None)`` of ``forward`` on ``dataset`` (or its ``indices``)."""
     device = collectives.device
     correct = torch.zeros((), device=device)
     total = torch.zeros((), device=device)
+    loss = torch.zeros((), device=device)
     with torch.inference_mode(), autocast():
         for x, y in eval_batches(dataset, indices, batch_size, device, rank=collectives.rank, world=collectives.world):
             logits = forward(x)
             correct += (logits.argmax(dim=1) == y).sum()
             total += y.shape[0]
-    counts = collectives.sum(torch.stack([correct, total]))
-    return float(counts[0] / counts[1].clamp(min=1))
+            if with_loss:
+                loss += F.cross_entropy(logits.float(), y, reduction="sum")
+    counts = collectives.sum(torch.stack([correct, total, loss]) if with_loss else torch.stack([correct, total]))
+    mean_loss = float(counts[2] / counts[1].clamp(min=1)) if with_loss else None
+    return float(counts[0] / counts[1].clamp(min=1)), mean_loss
 
 
 @contextmanager

@@ -33,6 +33,7 @@ class Cursor:
     elapsed: float = 0.0          # seconds run before this process started (resumed runs)
     search_elapsed: float = 0.0   # of which in search stages: the search cost
     completed: list[dict[str, Any]] = field(default_factory=list)  # results of finished evaluate stages
+    early_stopped: dict[str, int] = field(default_factory=dict)    # stage -> epochs it ran before its early stop
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

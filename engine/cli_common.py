@@ -10,7 +10,7 @@ import functools
 
 import click
 
-from .errors import ExportError, Interrupted, NonFiniteLoss, ReportError, RunDirError, SpecError
+from .errors import ExpectationFailed, ExportError, Interrupted, NonFiniteLoss, ReportError, RunDirError, SpecError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -71,6 +71,11 @@ def run_errors(fn):
         except NonFiniteLoss:
             if debug():
                 raise
+            ctx.exit(1)
+        except ExpectationFailed as exc:
+            if debug():
+                raise
+            click.echo("the run finished, but not as its spec expects:\n" + "\n".join(f"  {line}" for line in exc.lines), err=True)
             ctx.exit(1)
         except Interrupted:
             ctx.exit(0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)

@@ -60,6 +60,12 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
     result = write_report(list(run_dirs), out, groups=parsed or None)
     pngs = sum(1 for p in result["figures"] if p.suffix == ".png")
     click.echo(f"wrote {result['html']} and {result['markdown']} ({pngs} figures in {out / 'figures'})")
+    if result["failed_expectations"]:
+        from .expectations import describe
+
+        lines = [f"  {path}: {describe(r)}" for path, r in result["failed_expectations"]]
+        click.echo("not as their specs expect:\n" + "\n".join(lines), err=True)
+        click.get_current_context().exit(1)
 
 
 @click.command("export")

@@ -90,5 +90,13 @@ class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops (exit 1), keeping its last good checkpoint."""
 
 
+class ExpectationFailed(RuntimeError):
+    """The run finished, but a number it produced is outside what its spec's ``expect:`` allows (exit 1)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
 class Interrupted(RuntimeError):
     """The run was stopped (Ctrl-C, SIGTERM or --stop-after) after writing a checkpoint."""

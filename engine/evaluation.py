@@ -61,7 +61,7 @@ class EvaluationStage:
         self.genotype, self.label = stage_genotype(stage, runtime, recorder.rundir)
         self.bundle = plan.data.dataset.build(runtime.base_dir, seed=plan.seed, **self.protocol.data_options())
         self.info = self.protocol.network_info(self.genotype, self.bundle.task)
-        torch.manual_seed(stream_seed(plan.seed, f"evaluate/{stage.name}"))  # the same weights on every process
+        torch.manual_seed(stream_seed(stage.seed, f"evaluate/{stage.name}"))  # the same weights on every process
         self.net = build_network(self.info).to(collectives.device).train()
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         optimizer = self.protocol.optimizer.build(self.params)
@@ -69,7 +69,7 @@ class EvaluationStage:
         self.optimizer = runtime.accelerator.prepare_optimizer(optimizer, device_placement=False)
         self.stream = BatchStream(
             self.bundle.train, torch.arange(len(self.bundle.train)), self.protocol.batch_size,
-            stream_seed(plan.seed, f"evaluate/{stage.name}/train"), rank=collectives.rank, world=collectives.world,
+            stream_seed(stage.seed, f"evaluate/{stage.name}/train"), rank=collectives.rank, world=collectives.world,
             num_workers=plan.data.num_workers, device=collectives.device,
         )
         self.iterations = self.stream.batches_per_cycle

@@ -14,10 +14,11 @@ from typing import Any
 
 from . import records as R
 from .checkpoint import Checkpointer, Cursor, rng_state, set_rng_state
-from .errors import Interrupted, NonFiniteLoss
+from .errors import ExpectationFailed, Interrupted, NonFiniteLoss
+from .expectations import check, describe
 from .evaluation import EvaluationStage
 from .loop import StopControl, TrainingLoop
-from .progress import Progress, summary_table
+from .progress import Progress, expectations_table, summary_table
 from .recorder import Recorder
 from .runplan import DeriveStagePlan, EvaluateStagePlan, TrainStagePlan
 from .runtime import Runtime
@@ -127,8 +128,10 @@ class Executor:
             self.progress.message(f"[red]stopped:[/red] {exc}. The last good checkpoint is kept: {self.recorder.rundir.checkpoint}")
             raise
         finally:
-            self._write_summary(cursor, status)
+            failed = self._write_summary(cursor, status)
             self.recorder.finish()
+        if failed:
+            raise ExpectationFailed([describe(r) for r in failed])
 
     def _run_stage(self, stage: Any, cursor: Cursor) -> None:
         if isinstance(stage, DeriveStagePlan):
@@ -174,7 +177,9 @@ class Executor:
             self.progress.message(f"{name}: genotype written to {self.recorder.rundir.genotype(name)}")
 
     # -- the summary
-    def _write_summary(self, cursor: Cursor, status: str) -> None:
+    def _write_summary(self, cursor: Cursor, status: str) -> list[dict[str, Any]]:
+        """Write summary.json (checking the spec's expectations when the run completed); returns the
+        expectations that failed."""
         runtime, collectives = self.runtime, self.runtime.collectives
         elapsed = cursor.elapsed + time.perf_counter() - self.clock.started
         hours = (cursor.search_elapsed + self.clock.search_seconds()) / 3600
@@ -207,12 +212,19 @@ class Executor:
             "search_cost": {"device": collectives.device.type, "hours": hours, "device_hours": hours * collectives.world,
                             "wall_seconds": elapsed},
             "evaluations": cursor.completed,
+            "early_stopped": cursor.early_stopped,
             "distributed": distributed,
         }
+        results = check(self.plan.expect, summary) if status == "completed" else []
+        if results:
+            summary["expectations"] = results
         self.recorder.summary(summary)
         if status == "completed" and collectives.is_main and self.options.progress:
             self.progress.console.print(summary_table(rows))
+            if results:
+                self.progress.console.print(expectations_table(results))
             self.progress.console.print(f"run directory: {self.recorder.rundir.path}  (figures and a page: sgl report {self.recorder.rundir.path})")
+        return [r for r in results if not r["passed"]]
 
     def _arch_fingerprint(self) -> str:
         digest = hashlib.sha256()

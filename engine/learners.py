@@ -15,6 +15,7 @@ from torch import nn
 from sgl.registry import Task
 from sgl.registry.hypergrad.base import LearnerView
 
+from .data import stream_seed
 from .runplan import LearnerPlan
 
 
@@ -53,6 +54,7 @@ class Learner:
     def build_networks(self, growing_phase: int) -> None:
         """(Re)create W and V (and the architecture optimizer): at the start, and when a growing space
         enters a phase (its networks change shape); schedules span that phase's horizon."""
+        self._release_networks()
         if self.space is not None:
             self.space.to(self.device)
             self.arch_optimizer = self.plan.arch_optimizer.build(self.space.arch_parameters())
@@ -66,12 +68,29 @@ class Learner:
             optimizer = self._accelerator.prepare_optimizer(optimizer, device_placement=False)
             self.nets[net_name] = Network(module, optimizer, scheduler, params)
 
+    def _release_networks(self) -> None:
+        """Forget the networks a new phase replaces. Accelerate keeps every optimizer it prepared (to
+        unscale them all under fp16): a replaced one would hold its network's memory, and its stale
+        gradients could drive the loss scale down."""
+        prepared = getattr(self._accelerator, "_optimizers", None)
+        for net in self.nets.values():
+            if prepared is not None and net.optimizer in prepared:
+                prepared.remove(net.optimizer)
+        self.nets = {}
+
     def enter_growing_phase(self, phase: int) -> bool:
-        """Move a growing space to ``phase`` and rebuild the networks; False when already there."""
+        """Move a growing space to ``phase`` and build its new networks; False when already there.
+
+        What the phase draws (fresh α, new weights) comes from the learner's seed and the phase,
+        not from the run's RNG: every process builds the same networks whatever randomness it has
+        consumed, and the run's own stream of randomness is left where it was.
+        """
         if self.space is None or self.space.phase == phase:
             return False
-        self.space.enter_phase(phase)
-        self.build_networks(phase)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stream_seed(self.plan.seed, f"growing_phase/{phase}"))
+            self.space.enter_phase(phase)
+            self.build_networks(phase)
         return True
 
     def arch(self) -> dict[str, torch.Tensor] | None:
@@ -93,11 +112,12 @@ class Learner:
     def genotype(self):
         return self.space.genotype() if self.space is not None else None
 
-    def configure_epoch(self, epoch: int, epochs: int, arch_start: int) -> None:
-        """Let the space adjust its networks for this epoch of a stage (e.g. P-DARTS' skip dropout)."""
+    def configure_epoch(self, positions: dict[str, tuple[int, int, int]]) -> None:
+        """Let the space adjust each network for where it stands: ``net -> (epoch, epochs, arch_start)``
+        of the schedule it follows (e.g. P-DARTS' skip dropout)."""
         if self.space is not None:
-            for net in self.nets.values():
-                self.space.configure_epoch(net.module, epoch, epochs, arch_start)
+            for name, net in self.nets.items():
+                self.space.configure_epoch(net.module, *positions[name])
 
     # ------------------------------------------------------------------ checkpoints
 

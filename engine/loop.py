@@ -9,7 +9,7 @@ is the stage's work (``search.SearchStage``, ``evaluation.EvaluationStage``):
     work.begin_epoch(epoch)       before an epoch
     work.iteration(epoch)         one iteration
     work.flush(epoch, iteration)  at the end of a logging interval (may raise NonFiniteLoss)
-    work.end_epoch(epoch)         after an epoch (may raise NonFiniteLoss)
+    work.end_epoch(epoch)         after an epoch (may raise NonFiniteLoss); True ends the stage early
     work.display(epoch)           (epoch shown, of how many) for progress
     work.state_dict() / load_state_dict(state): the stage's own part of a checkpoint
 """
@@ -77,10 +77,12 @@ class TrainingLoop:
                 if self.stop.signalled and it + 1 < work.iterations:
                     self.save(cursor, work)
                     raise Interrupted(f"stopped at epoch {shown + 1}, iteration {it + 1}")
-            work.end_epoch(epoch)
+            ends_early = work.end_epoch(epoch)
             cursor.epoch, cursor.iteration = epoch + 1, 0
             cursor.epochs_done += 1
-            if cursor.epoch == work.epochs:
+            if ends_early:
+                cursor.early_stopped[work.name] = cursor.epoch
+            if cursor.epoch == work.epochs or ends_early:
                 return  # the executor moves the cursor past the stage, checkpoints, then honours a stop
             self.save(cursor, work)
             if self.stop.at_epoch_end(cursor.epochs_done):

@@ -69,33 +69,32 @@ def plan(spec: BaseModel, base_dir: Path | None = None) -> RunPlan:
     issues += _check_batches(spec, group, data)
     iterations = data.examples["train"] // spec.data.batch_size if data.examples["train"] is not None else None
 
+    phases, phase_issues = _growing_phases(spec, group)
+    issues += phase_issues
     stages: list[StagePlan] = []
-    epoch, arch_stages = 0, 0
+    epoch = 0
     for index, stage in enumerate(spec.stages):
         if stage.type == "derive":
             stages.append(DeriveStagePlan(index=index, name=stage.name))
         elif stage.type == "evaluate":
             issues += _check_evaluate(stage, index, group, base_dir)
-            stages.append(EvaluateStagePlan(index=index, name=stage.name, learner=stage.learner,
-                                            genotype=stage.genotype, protocol=stage))
+            stages.append(EvaluateStagePlan(index=index, name=stage.name, learner=stage.learner, genotype=stage.genotype,
+                                            protocol=stage, seed=spec.seed if stage.seed is None else stage.seed))
         else:
             issues += _check_train_stage(stage, index, group)
-            stages.append(_train_stage(stage, index, group, epoch, arch_stages, iterations))
-            arch_stages += "A" in stage.steps
+            stages.append(_train_stage(stage, index, group, epoch, phases[index], iterations))
             epoch += stage.epochs
-    for k in group.searchable:
-        count = group.growing_phases(k)
-        if count > 1 and count != arch_stages:
-            issues.append(PlanIssue(("learners", k), f"{count} growing phases, but the spec has {arch_stages} stage(s) "
-                                                     "with A-steps; give one such stage per phase"))
+    issues += [PlanIssue(("hypergradient", "method"), problem) for problem in spec.hypergradient.check(spec.optim.weights)]
+    issues += _check_expectations(spec, group)
     if issues:
         raise PlanError(issues)
+    stages = _with_ramps(stages, group)
     learners = {k: _learner_plan(spec, group, k, stages) for k in group.names}
     nodes, edges = _graph(learners, stages, spec.hypergradient)
     return RunPlan(
         name=spec.name, description=spec.description, seed=spec.seed, deterministic=spec.deterministic, data=data,
         learners=learners, stages=tuple(stages), loss_weights=spec.loss_weights, labeler=spec.pseudo_labels,
-        hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=spec.run,
+        hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=spec.run, expect=tuple(spec.expect),
         nodes=nodes, edges=edges, passes=_passes(spec.hypergradient, learners, group.steps),
     )
 
@@ -165,23 +164,112 @@ def _check_evaluate(stage: BaseModel, index: int, group: _Group, base_dir: Path 
     return issues
 
 
+def _growing_phases(spec: BaseModel, group: _Group) -> tuple[dict[int, dict[str, int]], list[PlanIssue]]:
+    """Per training stage (by index), each searchable learner's growing phase (0-based).
+
+    Stages may name their phase (``growing_phase``, 1-based; a stage without one stays in the phase
+    before it). When none does, each stage with A-steps after the first opens the next phase, so
+    ``[W], [A W PL V], [W], [A W PL V]`` is two phases of a W-only stage and a search stage each.
+    """
+    train = [(i, s) for i, s in enumerate(spec.stages) if s.type == "train"]
+    issues: list[PlanIssue] = []
+    explicit = any(s.growing_phase is not None for _, s in train)
+    shared: dict[int, int] = {}
+    current, arch_stages = 0, 0
+    for index, stage in train:
+        if explicit:
+            named = stage.growing_phase - 1 if stage.growing_phase is not None else current
+            if named not in (current, current + 1) or (not shared and named != 0):
+                issues.append(PlanIssue(("stages", index, "growing_phase"), f"growing phases run in order from 1: "
+                                        f"after phase {current + 1} comes {current + 1} or {current + 2}, not {named + 1}"))
+            current = named
+        else:
+            current = arch_stages
+            arch_stages += "A" in stage.steps
+        shared[index] = current
+    used = max(shared.values(), default=0) + 1 if explicit else max(arch_stages, 1)
+    for k in group.searchable:
+        count = group.growing_phases(k)
+        if count > 1 and count != used:
+            has = f"its stages name {used}" if explicit else f"the spec has {used} stage(s) with A-steps"
+            issues.append(PlanIssue(("learners", k), f"{count} growing phases, but {has}; give one such stage per "
+                                                     "phase, or name each stage's growing_phase (1, 2, ...)"))
+    phases = {index: {k: min(p, group.growing_phases(k) - 1) for k in group.searchable} for index, p in shared.items()}
+    return phases, issues
+
+
+def _with_ramps(stages: list[StagePlan], group: _Group) -> list[StagePlan]:
+    """Add to each training stage where each growing learner's networks stand in their phase."""
+    from dataclasses import replace
+
+    train = [s for s in stages if isinstance(s, TrainStagePlan)]
+    out = []
+    for stage in stages:
+        if not isinstance(stage, TrainStagePlan):
+            out.append(stage)
+            continue
+        ramps = {}
+        for k, phase in stage.growing_phase.items():
+            if group.growing_phases(k) == 1:
+                continue
+            mates = [s for s in train if s.growing_phase.get(k) == phase]
+            arch_from = next((s.arch_from_epoch for s in mates if s.arch_from_epoch is not None), None)
+            ramps[k] = {}
+            for net in group.networks:
+                trains = [s for s in mates if any(a.step == net for a in s.actions)]
+                before = sum(s.epochs for s in trains if s.first_epoch < stage.first_epoch)
+                span = sum(s.epochs for s in trains)
+                arch = span if arch_from is None else sum(
+                    max(0, min(s.epochs, arch_from - s.first_epoch)) for s in trains)
+                ramps[k][net] = (before, span, arch)
+        out.append(replace(stage, ramps=ramps))
+    return out
+
+
+_SUMMARY_KEYS = ("name", "status", "dataset", "hypergradient", "seed", "epochs_done", "learners", "search_cost",
+                 "evaluations", "distributed", "early_stopped")
+
+
+def _check_expectations(spec: BaseModel, group: _Group) -> list[PlanIssue]:
+    """Metric paths that cannot exist in this run's summary (a typo in a key, learner or stage)."""
+    issues = []
+    evaluations = [s.name for s in spec.stages if s.type == "evaluate"]
+    for i, expectation in enumerate(spec.expect):
+        parts = expectation.metric.split(".")
+        where = ("expect", i, "metric")
+        if parts[0] not in _SUMMARY_KEYS:
+            issues.append(PlanIssue(where, f"summary.json has no {parts[0]!r}{did_you_mean(parts[0], _SUMMARY_KEYS)}; "
+                                           f"it has {', '.join(_SUMMARY_KEYS)}"))
+        elif parts[0] == "learners" and (len(parts) < 2 or parts[1] not in group.names):
+            name = parts[1] if len(parts) > 1 else ""
+            issues.append(PlanIssue(where, f"no learner {name!r}{did_you_mean(name, group.names)}"))
+        elif parts[0] == "evaluations" and (len(parts) < 2 or not (parts[1] in evaluations or
+                                                                   (parts[1].isdigit() and int(parts[1]) < len(evaluations)))):
+            name = parts[1] if len(parts) > 1 else ""
+            issues.append(PlanIssue(where, f"no evaluate stage {name!r}{did_you_mean(name, evaluations)}"
+                                           + (f"; the spec's: {', '.join(evaluations)}" if evaluations else "; the spec has none")))
+    return issues
+
+
 # --------------------------------------------------------------------------- the parts of the plan
 
 
 def _data_plan(spec: BaseModel) -> DataPlan:
     data = spec.data
     total = data.dataset.num_train()
+    if total is not None and data.subset is not None:
+        total = min(total, data.subset)
     if total is None:
         examples: dict[str, int | None] = {"train": None, "val": None}
     else:
         train = math.floor(total * data.split.train)
         examples = {"train": train, "val": min(math.floor(total * data.split.val), total - train)}
     return DataPlan(dataset=data.dataset, split_train=data.split.train, split_val=data.split.val,
-                    shuffle=data.split.shuffle, unlabeled=data.unlabeled, batch_size=data.batch_size,
+                    shuffle=data.split.shuffle, subset=data.subset, unlabeled=data.unlabeled, batch_size=data.batch_size,
                     eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, examples=examples)
 
 
-def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, arch_stages: int,
+def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, growing_phase: dict[str, int],
                  iterations: int | None) -> TrainStagePlan:
     actions: list[Action] = []
     for step in stage.steps:
@@ -200,10 +288,10 @@ def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, 
         arch_from_epoch=first_epoch + stage.arch_start if "A" in stage.steps else None,
         iterations_per_epoch=iterations,
         optimizer_steps=(weight_steps + arch_steps) if iterations is not None else None,
-        # The i-th stage with A-steps searches in growing phase i (a stage before the first: phase 0).
-        growing_phase={k: min(arch_stages, group.growing_phases(k) - 1) for k in group.searchable},
+        growing_phase=growing_phase,
         streams=tuple(streams),
         stepped=tuple(sorted((k, a.step) for a in actions if a.step in ("W", "V") for k in a.learners)),
+        early_stop=stage.early_stop,
     )
 
 
@@ -213,18 +301,23 @@ def _learner_plan(spec: BaseModel, group: _Group, name: str, stages: list[StageP
     phases = group.growing_phases(name)
     networks = {}
     for net in group.networks:
-        whole_run = sum(s.epochs for s in train if any(a.step == net for a in s.actions))
-        # Phase 0 runs the networks built at the start, whose schedules span the whole run; a growing
-        # space builds new networks when it enters a later phase, scheduled over that stage.
-        later = [next(s.epochs for s in train if s.growing_phase.get(name) == p) for p in range(1, phases)]
-        networks[net] = NetworkPlan(net, spec.optim.weights, spec.optim.schedule, (whole_run, *later))
+        # A growing space builds new networks in each phase: their schedules span that phase.
+        horizons = tuple(_net_epochs(train, name, net, phase) for phase in range(phases))
+        networks[net] = NetworkPlan(net, spec.optim.weights, spec.optim.schedule, horizons)
     searchable = type(config).searchable
+    clip = spec.optim.arch_grad_clip
+    clip = spec.optim.grad_clip if clip == "grad_clip" else clip
     return LearnerPlan(
         name=name, kind=config.kind, searchable=searchable, seed=learner_seed(spec.seed, name), config=config,
         networks=networks, arch_optimizer=spec.optim.arch if searchable else None,
         arch_net=("V" if group.has_v else "W") if searchable else None,
-        peers=group.peers[name], growing_phases=phases,
+        peers=group.peers[name], growing_phases=phases, arch_grad_clip=clip if searchable else None,
     )
+
+
+def _net_epochs(train: list[TrainStagePlan], learner: str, net: str, phase: int) -> int:
+    """Epochs that train ``net`` of ``learner`` in its growing ``phase`` (all of them without phases)."""
+    return sum(s.epochs for s in train if s.growing_phase.get(learner, 0) == phase and any(a.step == net for a in s.actions))
 
 
 def _graph(learners: dict[str, LearnerPlan], stages: list[StagePlan], method: Any) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:

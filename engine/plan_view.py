@@ -61,7 +61,8 @@ def plan_text(plan: RunPlan, console: Console) -> None:
                   f"grad clip {plan.grad_clip}")
     data = plan.data
     sizes = ", ".join(f"D_{k} {v:,}" for k, v in data.examples.items() if v is not None)
-    console.print(f"data: {escape(_component(data.dataset))}, batch {data.batch_size}, D_u = D_{data.unlabeled}"
+    subset = f", the first {data.subset:,} training images" if data.subset is not None else ""
+    console.print(f"data: {escape(_component(data.dataset))}{subset}, batch {data.batch_size}, D_u = D_{data.unlabeled}"
                   + (f" ({sizes})" if sizes else ""))
     console.print()
     console.print("[bold]learners[/bold]")
@@ -75,7 +76,8 @@ def plan_text(plan: RunPlan, console: Console) -> None:
             grow = f" (per growing phase: {horizons})" if lp.growing_phases > 1 else f" over {horizons}"
             console.print(f"    {net.name}: {escape(_component(net.optimizer))}, schedule {escape(_component(net.schedule))}{grow}")
         if lp.arch_optimizer is not None:
-            console.print(f"    A: {escape(_component(lp.arch_optimizer))}")
+            clip = f", gradient clipped to norm {lp.arch_grad_clip}" if lp.arch_grad_clip is not None else ""
+            console.print(f"    A: {escape(_component(lp.arch_optimizer))}{clip}")
     console.print()
     console.print("[bold]graph[/bold] (one iteration per training stage, in order)")
     for stage in plan.stages:
@@ -85,6 +87,10 @@ def plan_text(plan: RunPlan, console: Console) -> None:
     if plan.passes:
         costs = ", ".join(f"{step} {p['forward']}F/{p['backward']}B" for step, p in plan.passes.items())
         console.print(f"passes per iteration (forward/backward, all learners): {costs}")
+    for expectation in plan.expect:
+        low, high = expectation.bounds
+        source = f"  [dim]{escape(expectation.source)}[/dim]" if expectation.source else ""
+        console.print(f"expect {expectation.metric} in [{low:.6g}, {high:.6g}]{source}")
 
 
 def _stage_text(plan: RunPlan, stage, console: Console) -> None:
@@ -98,7 +104,10 @@ def _stage_text(plan: RunPlan, stage, console: Console) -> None:
         gate = f"  (A from epoch {stage.arch_from_epoch})"
     growing = {k: p + 1 for k, p in stage.growing_phase.items() if plan.learners[k].growing_phases > 1}
     grow = "  growing phase " + ", ".join(f"{k} {p}" for k, p in growing.items()) if growing else ""
-    console.print(f"  {stage.name}: epochs {stage.first_epoch}–{stage.first_epoch + stage.epochs - 1}{gate}{grow}")
+    stop = ""
+    if stage.early_stop is not None:
+        stop = f"  (early stop: {stage.early_stop.metric} worse {stage.early_stop.patience} epochs in a row)"
+    console.print(f"  {stage.name}: epochs {stage.first_epoch}–{stage.first_epoch + stage.epochs - 1}{gate}{grow}{stop}")
     for nid in stage.order:
         node = plan.node(nid)
         inputs = [e for e in plan.edges if e.dst == nid]

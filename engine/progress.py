@@ -105,3 +105,15 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
             row.get("genotype") or "–",
         )
     return table
+
+
+def expectations_table(results: list[dict[str, Any]]) -> Table:
+    """The spec's ``expect:`` against what the run produced."""
+    table = Table(title="expectations", title_justify="left")
+    for column in ("metric", "value", "expected", "", "source"):
+        table.add_column(column, justify="right" if column in ("value", "expected") else "left")
+    for r in results:
+        value = "missing" if r["value"] is None else f"{r['value']:.4g}"
+        table.add_row(r["metric"], value, f"{r['low']:.4g} – {r['high']:.4g}", "ok" if r["passed"] else "[red]FAILED[/red]",
+                      escape(r.get("source") or ""))
+    return table

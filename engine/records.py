@@ -60,12 +60,17 @@ def val_acc(net: str) -> str:
     return f"val/{net}/acc"
 
 
+def val_loss(net: str) -> str:
+    """Mean cross-entropy on D_val at the end of the epoch (epoch lines of stages with early_stop)."""
+    return f"val/{net}/loss"
+
+
 def entropy(cell: str) -> str:
     return f"entropy/{cell}"
 
 
 def is_val_acc(key: str) -> bool:
-    return key.startswith("val/")
+    return key.startswith("val/") and key.endswith("/acc")
 
 
 # Keys of eval_epoch lines.

@@ -43,6 +43,7 @@ class LearnerPlan:
     arch_net: str | None                  # the network the architecture gradient flows through
     peers: tuple[str, ...]                # learners whose pseudo-labels this learner's V learns from
     growing_phases: int = 1
+    arch_grad_clip: float | None = None   # norm its architecture gradient is clipped to (None: off)
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,14 @@ class TrainStagePlan:
     arch_from_epoch: int | None     # global epoch from which A-steps run; None: the stage has none
     iterations_per_epoch: int | None
     optimizer_steps: int | None
-    growing_phase: dict[str, int]   # searchable learner -> its growing phase during this stage
+    growing_phase: dict[str, int]   # searchable learner -> its growing phase during this stage (0-based)
     streams: tuple[Stream, ...]     # the batch streams an iteration reads
     stepped: tuple[tuple[str, str], ...]  # (learner, network) whose schedules advance each epoch
+    # growing learner -> network -> (epochs of that network before this stage in its phase, its
+    # epochs in the phase, its epochs in the phase before the first A-step): where a per-phase
+    # schedule such as P-DARTS' skip dropout stands when this stage begins
+    ramps: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
+    early_stop: Any = None          # EarlyStop settings, or None
     type: Literal["train"] = "train"
 
     @property
@@ -93,6 +99,7 @@ class EvaluateStagePlan:
     learner: str | None     # evaluate the genotype this run derives for this learner ...
     genotype: str | None    # ... or a named genotype / genotype file (relative to the spec)
     protocol: Any           # the evaluation protocol config, with this stage's values
+    seed: int = 0           # seeds the network's initialisation and batch order (with the stage name)
     type: Literal["evaluate"] = "evaluate"
 
 
@@ -105,6 +112,7 @@ class DataPlan:
     split_train: float
     split_val: float
     shuffle: bool
+    subset: int | None               # search on the first N training images only
     unlabeled: Literal["train", "val"]
     batch_size: int
     eval_batch_size: int
@@ -141,6 +149,7 @@ class RunPlan:
     hypergradient: Any              # hypergradient config
     grad_clip: float | None
     run: Any                        # the spec's run section (output, precision, logging, ...)
+    expect: tuple[Any, ...] = ()    # Expectations the run's summary must meet
     nodes: tuple[Node, ...] = ()
     edges: tuple[Edge, ...] = ()
     passes: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> forward/backward passes

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .accuracy import accuracy, batch_statistics, running_statistics
+from .accuracy import batch_statistics, measure, running_statistics
 from .data import BatchStream, split_indices, stream_seed
 from .distributed import Collectives
 from .learners import Learner
@@ -38,20 +38,22 @@ class Runtime:
         """Iterations of one search epoch: one pass over D_train."""
         return self.streams["train"].batches_per_cycle if self.streams else 0
 
-    def network_accuracy(self, learner: Learner, net: str, dataset: Any, indices: torch.Tensor | None) -> float:
-        """A learner's network on a dataset, with the BatchNorm statistics ``run.eval_bn`` asks for."""
+    def network_accuracy(self, learner: Learner, net: str, dataset: Any, indices: torch.Tensor | None,
+                         with_loss: bool = False) -> tuple[float, float | None]:
+        """A learner's network on a dataset, with the BatchNorm statistics ``run.eval_bn`` asks for:
+        ``(accuracy, mean cross-entropy when asked for)``."""
         module = learner.nets[net].module
         statistics = batch_statistics if self.plan.run.eval_bn == "batch" else running_statistics
         with statistics(module):
             arch = learner.arch()
-            return accuracy(lambda x: learner.logits(net, x, arch), dataset, indices, self.plan.data.eval_batch_size,
-                            self.collectives, self.accelerator.autocast)
+            return measure(lambda x: learner.logits(net, x, arch), dataset, indices, self.plan.data.eval_batch_size,
+                           self.collectives, self.accelerator.autocast, with_loss=with_loss)
 
-    def val_accuracy(self, learner: Learner, net: str) -> float:
-        return self.network_accuracy(learner, net, self.bundle.train, self.val_indices)
+    def val_accuracy(self, learner: Learner, net: str, with_loss: bool = False) -> tuple[float, float | None]:
+        return self.network_accuracy(learner, net, self.bundle.train, self.val_indices, with_loss)
 
     def test_accuracies(self) -> dict[str, dict[str, float]]:
-        return {name: {net: self.network_accuracy(learner, net, self.bundle.test, None) for net in learner.nets}
+        return {name: {net: self.network_accuracy(learner, net, self.bundle.test, None)[0] for net in learner.nets}
                 for name, learner in self.learners.items()}
 
 
@@ -68,7 +70,8 @@ def build_runtime(plan: RunPlan, accelerator: Any, base_dir: Path) -> Runtime:
     torch.manual_seed(plan.seed)
     data = plan.data
     bundle = data.dataset.build(base_dir, seed=plan.seed)
-    splits = split_indices(len(bundle.train), data.split_train, data.split_val,
+    searched = len(bundle.train) if data.subset is None else min(data.subset, len(bundle.train))
+    splits = split_indices(searched, data.split_train, data.split_val,
                            shuffle=data.shuffle, seed=stream_seed(plan.seed, "split"))
     collectives = Collectives(accelerator)
     streams = {}

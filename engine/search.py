@@ -35,6 +35,7 @@ class SearchStage:
         self.interval_sums = Accumulator()
         self.epoch_sums = Accumulator()
         self._has_v = any(a.step == "V" for a in stage.actions)
+        self.watched: list[float] = []  # the early-stop measure, one value per epoch of this stage
 
     # -- the loop's interface
     def begin(self) -> None:
@@ -44,8 +45,13 @@ class SearchStage:
                 self.progress.message(f"{name}: entered growing phase {phase + 1} ({self.stage.name})")
 
     def begin_epoch(self, epoch: int) -> None:
-        for learner in self.runtime.learners.values():
-            learner.configure_epoch(epoch, self.stage.epochs, self.stage.arch_start)
+        for name, learner in self.runtime.learners.items():
+            ramps = self.stage.ramps.get(name)
+            if ramps is None:  # the stage is the whole schedule
+                positions = {net: (epoch, self.stage.epochs, self.stage.arch_start) for net in learner.nets}
+            else:  # the schedule spans the growing phase's stages that train the network
+                positions = {net: (before + epoch, span, arch) for net, (before, span, arch) in ramps.items()}
+            learner.configure_epoch(positions)
 
     def display(self, epoch: int) -> tuple[int, int]:
         """(epoch shown, of how many): epochs count over all search stages."""
@@ -110,21 +116,30 @@ class SearchStage:
             shown[name] = {f"{net} loss": stats["loss"] for net, stats in nets.items()}
         self.progress.report(shown)
 
-    def end_epoch(self, epoch: int) -> None:
-        """Schedules advance; per learner an epoch line with validation accuracy; genotypes recorded."""
+    def end_epoch(self, epoch: int) -> bool:
+        """Schedules advance; per learner an epoch line with validation accuracy; genotypes recorded.
+        Returns True when the stage's early-stop rule ends it here."""
         learners = self.runtime.learners
         for name, net in self.stage.stepped:
             learners[name].nets[net].scheduler.step()
         totals = _by_learner(self.epoch_sums.read_and_reset())
         global_epoch = self.stage.first_epoch + epoch
         now = self.clock.process_seconds()
+        rule = self.stage.early_stop
+        watched = []
         for name, learner in learners.items():
             record: dict[str, Any] = {R.KIND: R.EPOCH, R.STAGE_OF_SEARCH: self.stage.name, R.EPOCH_INDEX: global_epoch, R.LEARNER: name}
             for net, stats in totals.get(name, {}).items():
                 record[R.train_loss(net)] = stats["loss"]
                 record[R.train_acc(net)] = stats["acc"]
+            final = learner.plan.arch_net or ("V" if "V" in learner.nets else "W")
             for net_name, net in learner.nets.items():
-                record[R.val_acc(net_name)] = self.runtime.val_accuracy(learner, net_name)
+                acc, loss = self.runtime.val_accuracy(learner, net_name, with_loss=rule is not None)
+                record[R.val_acc(net_name)] = acc
+                if loss is not None:
+                    record[R.val_loss(net_name)] = loss
+                if net_name == final and rule is not None:
+                    watched.append(loss if rule.metric == "val_loss" else acc)
                 record[R.lr(net_name)] = net.lr
             if learner.space is not None:
                 entropy = learner.space.entropy()
@@ -138,13 +153,28 @@ class SearchStage:
                                         if isinstance(v, float) and R.is_val_acc(k))
                  for name in learners]
         self.progress.message(escape(f"[{self.stage.name}] epoch {global_epoch + 1}/{self.plan.total_epochs} done · " + " · ".join(lines)))
+        return rule is not None and self._worsened(sum(watched) / len(watched), rule)
+
+    def _worsened(self, value: float, rule: Any) -> bool:
+        """Record this epoch's measure; True once it worsened ``rule.patience`` epochs in a row."""
+        self.watched.append(value)
+        recent = self.watched[-(rule.patience + 1):]
+        if len(recent) <= rule.patience:
+            return False
+        worse = (lambda a, b: b > a) if rule.metric == "val_loss" else (lambda a, b: b < a)
+        if all(worse(a, b) for a, b in zip(recent, recent[1:])):
+            self.progress.message(f"[{self.stage.name}] early stop: {rule.metric} worsened {rule.patience} epochs in a row "
+                                  f"({', '.join(f'{v:.4f}' for v in recent)})")
+            return True
+        return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"interval": self.interval_sums.state_dict(), "epoch": self.epoch_sums.state_dict()}
+        return {"interval": self.interval_sums.state_dict(), "epoch": self.epoch_sums.state_dict(), "watched": list(self.watched)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.interval_sums.load_state_dict(state["interval"])
         self.epoch_sums.load_state_dict(state["epoch"])
+        self.watched = list(state.get("watched", []))
 
     # -- helpers
     def _arch_context(self, targets, x_tr, y_tr, x_u, x_v, y_v) -> ArchContext:

@@ -58,6 +58,11 @@ class DataSpecBase(Section):
     unlabeled: Literal["train", "val"] = Field(
         "train", description="D_u: this split again, reshuffled on its own stream, labels hidden."
     )
+    subset: PositiveInt | None = Field(
+        None,
+        description="Search on the first N images of the training set only (split into D_train and D_val "
+        "after); evaluation stages still train on all of it. SGL-PC-DARTS: 20000.",
+    )
     batch_size: PositiveInt = Field(64, description="Batch size of every search stream, per process.")
     eval_batch_size: PositiveInt = Field(256, description="Batch size for measuring accuracy.")
     num_workers: NonNegativeInt = Field(0, description="DataLoader worker processes (0: load in the main process).")
@@ -68,15 +73,35 @@ class LossWeights(Section):
     pseudo: NonNegativeFloat = Field(1.0, description="λ: weight of each peer's pseudo-label loss in stage 2.")
 
 
+class EarlyStop(Section):
+    """Stop a search stage once its validation measure has worsened ``patience`` epochs in a row
+    (the SGL-PC-DARTS authors' rule, with its every-10-epochs indexing fixed)."""
+
+    metric: Literal["val_loss", "val_acc"] = Field(
+        "val_loss",
+        description="val_loss: the learners' mean cross-entropy on D_val, through the network A flows "
+        "through (the authors' sum of both V's losses, up to a factor); val_acc: their mean accuracy.",
+    )
+    patience: PositiveInt = Field(5, description="Consecutive epochs of worsening that stop the stage.")
+
+
 class TrainStage(Section):
-    type: Literal["train"] = Field("train", description="A training phase: epochs of iterations of steps.")
+    type: Literal["train"] = Field("train", description="A search stage: epochs of iterations of steps.")
     name: str = Field("search", pattern=NAME_PATTERN, description="Label shown in progress and metrics.")
-    epochs: PositiveInt = Field(description="Epochs in this phase.")
+    epochs: PositiveInt = Field(description="Epochs in this stage.")
     steps: list[StepName] = Field(
         description="Steps of one iteration, in order: A (architecture), W (stage 1), PL (pseudo-labels), V (stage 2).",
         min_length=1,
     )
-    arch_start: NonNegativeInt = Field(0, description="Epochs into this phase before A-steps begin.")
+    arch_start: NonNegativeInt = Field(0, description="Epochs into this stage before A-steps begin.")
+    growing_phase: PositiveInt | None = Field(
+        None,
+        description="The growing phase (1, 2, ...) of growing search spaces (P-DARTS) this stage belongs to; "
+        "the first stage of a phase builds its networks, and a network's schedule spans the epochs of the "
+        "phase's stages that train it. Null: the previous stage's phase, or, when no stage names one, "
+        "each stage with A-steps after the first opens the next phase.",
+    )
+    early_stop: EarlyStop | None = Field(None, description="Stop this stage early when validation worsens (null: never).")
 
     @model_validator(mode="after")
     def _unique_steps(self) -> "TrainStage":
@@ -98,12 +123,43 @@ class EvaluateStageBase(Section):
     name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
     learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
     genotype: str | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
+    seed: NonNegativeInt | None = Field(
+        None, description="Seed of the network's initialisation and batch order (null: from the run seed and the stage name)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "EvaluateStageBase":
         if (self.learner is None) == (self.genotype is None):
             raise ValueError("give exactly one of 'learner' (from this run's search) or 'genotype'")
         return self
+
+
+class Expectation(Section):
+    """A number the run must produce: a metric of summary.json within a range, or a value ± tolerance."""
+
+    metric: str = Field(
+        description="Path into summary.json, keys joined by dots; a list is indexed by position or by the name of "
+        "an item's stage: evaluations.evaluate.test_error_final, learners.alice.test_acc.V, search_cost.hours.",
+        min_length=1,
+    )
+    range: tuple[float, float] | None = Field(None, description="[low, high], both included.")
+    value: float | None = Field(None, description="The expected value (with tolerance).")
+    tolerance: NonNegativeFloat = Field(0.0, description="Allowed distance from value.")
+    source: str = Field("", description="Where the number comes from (paper, table; or 'measured: ...').")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Expectation":
+        if (self.range is None) == (self.value is None):
+            raise ValueError("give exactly one of 'range' or 'value' (with 'tolerance')")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"range low {self.range[0]} is above high {self.range[1]}")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        if self.range is not None:
+            return self.range
+        return self.value - self.tolerance, self.value + self.tolerance
 
 
 class RunSpec(Section):
@@ -206,6 +262,12 @@ def _build_spec_model() -> type[BaseModel]:
         arch: arch_optimizer = _default("optimizer", "adam", "Optimizer of the architecture weights A.")
         schedule: scheduler_union = _default("scheduler", "cosine", "Per-epoch schedule of the weights' learning rate.")
         grad_clip: PositiveFloat | None = Field(5.0, description="Clip each network's gradient norm (null: off).")
+        arch_grad_clip: PositiveFloat | Literal["grad_clip"] | None = Field(
+            None,
+            description="Clip each learner's architecture gradient (α, β) to this norm before the architecture "
+            "optimizer, after the cross-process mean (the SGL authors' code: 5; DARTS and PC-DARTS: none). "
+            "'grad_clip': the same value as grad_clip. Null: off.",
+        )
 
     evaluate_members = [
         Annotated[_evaluate_stage(entry, weights_optimizer, scheduler_union), Tag(f"evaluate:{entry.name}")]
@@ -236,6 +298,10 @@ def _build_spec_model() -> type[BaseModel]:
         pseudo_labels: labeler_union = _default("pseudo_labeler", "soft", "How peers' predictions become targets.")
         hypergradient: hypergradient_union = _default("hypergradient", "first_order", "Architecture-gradient method.")
         stages: list[Stage] = Field(min_length=1, description="Stages run in order.")
+        expect: list[Expectation] = Field(
+            default_factory=list,
+            description="What the run must produce, checked at its end and by `sgl report` (a failed one exits 1).",
+        )
         run: RunSpec = Field(default_factory=RunSpec, description="Where and how to run.")
 
     return Spec

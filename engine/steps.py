@@ -101,8 +101,11 @@ def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_c
         learner.arch_optimizer.zero_grad(set_to_none=True)
         for param, grad in zip(params, grads[name]):
             param.grad = grad
-        # One reduction after the method, so every process applies the same update to A.
+        # One reduction after the method, so every process applies the same update to A, and
+        # clipped after it, so every process clips the same gradient.
         ctx.mean_grads([p.grad for p in params])
+        if learner.plan.arch_grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, learner.plan.arch_grad_clip)
         learner.arch_optimizer.step()
 
 

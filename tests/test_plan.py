@@ -120,14 +120,15 @@ def test_p_darts_phases_must_match_stages_with_a_steps(tmp_path):
     plan = plan_of(ok)
     assert plan.learners["p"].growing_phases == 3 and plan.learners["q"].growing_phases == 1
     assert [s.growing_phase for s in plan.stages] == [{"p": 0, "q": 0}, {"p": 0, "q": 0}, {"p": 1, "q": 0}, {"p": 2, "q": 0}]
-    # phase 0 runs the networks built at the start (schedules over the run); later phases rebuild them
-    assert plan.learners["p"].networks["W"].horizons == (7, 2, 2)
+    # each phase builds new networks whose schedules span the phase (the warm-up belongs to phase 1)
+    assert plan.learners["p"].networks["W"].horizons == (3, 2, 2)
+    assert plan.learners["p"].networks["V"].horizons == (2, 2, 2)
     assert plan.learners["q"].networks["V"].horizons == (6,)
 
     short = write_spec(tmp_path, PDARTS.replace("  - {name: phase3, epochs: 2, steps: [A, W, PL, V]}\n", ""), "short.yaml")
     assert problems(short) == [
         f"{where(short, '{kind: p_darts')}: learners.p: 3 growing phases, but the spec has 2 stage(s) with A-steps; "
-        "give one such stage per phase"
+        "give one such stage per phase, or name each stage's growing_phase (1, 2, ...)"
     ]
 
 
@@ -139,7 +140,7 @@ def test_p_darts_with_explicit_phases(tmp_path):
     path = write_spec(tmp_path, text)
     assert problems(path) == [
         f"{where(path, 'kind: p_darts')}: learners.p: 2 growing phases, but the spec has 3 stage(s) with A-steps; "
-        "give one such stage per phase"
+        "give one such stage per phase, or name each stage's growing_phase (1, 2, ...)"
     ]
 
 
@@ -318,7 +319,7 @@ def test_plan_views_name_every_learner_and_step():
     assert data["stages"][1]["order"] == list(plan.stages[1].order)
     assert data["learners"]["alice"]["networks"]["W"]["horizons"] == [4]
     assert data["learners"]["alice"]["config"]["kind"] == "darts"
-    assert data["hypergradient"] == {"method": "first_order"}
+    assert data["hypergradient"] == {"method": "first_order", "running_stats": "keep"}
 
     dot = plan_view.plan_dot(plan)
     assert dot.startswith('digraph "quickstart" {') and dot.rstrip().endswith("}")

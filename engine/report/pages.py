@@ -88,6 +88,15 @@ def learners_table(run: RunData) -> Table | None:
                                               "Test acc W (%)", "Test acc V (%)", "Params (M)", "Genotype"], rows)
 
 
+def expectations_table(run: RunData) -> Table | None:
+    if not run.expectations:
+        return None
+    rows = [[r["metric"], "missing" if r["value"] is None else f"{r['value']:.4g}", f"{r['low']:.4g} – {r['high']:.4g}",
+             "ok" if r["passed"] else "FAILED", r.get("source") or ""] for r in run.expectations]
+    return Table(f"Expectations of {run.label}", ["Metric", "Value", "Expected", "Result", "Source"], rows,
+                 note="The spec's expect: section checked against summary.json.")
+
+
 def evaluations_table(run: RunData) -> Table | None:
     evaluations = run.summary.get("evaluations") or []
     if not evaluations:
@@ -128,7 +137,7 @@ def write_report(
     """Figures, ``report.html`` and ``report.md`` for ``run_dirs`` under ``out_dir``.
 
     ``groups``: label → run directories; runs in no group are grouped by spec name. Runs named
-    only in ``groups`` are reported too. Returns ``{"html", "markdown", "figures", "rows", "groups"}``.
+    only in ``groups`` are reported too. Returns ``{"html", "markdown", "figures", "rows", "groups", "failed_expectations"}``.
     """
     paths = [Path(p) for p in run_dirs]
     membership: dict[str, str] = {}
@@ -174,7 +183,9 @@ def write_report(
 
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
     _write_pages(runs, rows, group_list, per_run, group_figs, out_dir, html_path, md_path)
-    return {"html": html_path, "markdown": md_path, "figures": figures, "rows": rows, "groups": group_list}
+    failed = [(run.path, r) for run in runs for r in run.expectations if not r["passed"]]
+    return {"html": html_path, "markdown": md_path, "figures": figures, "rows": rows, "groups": group_list,
+            "failed_expectations": failed}
 
 
 def _write_pages(runs, rows, group_list, per_run, group_figs, out_dir: Path, html_path: Path, md_path: Path) -> None:
@@ -215,6 +226,7 @@ def _write_pages(runs, rows, group_list, per_run, group_figs, out_dir: Path, htm
         m.append(line + "\n")
         table(learners_table(run))
         table(evaluations_table(run))
+        table(expectations_table(run))
         made = per_run[run.label]
         for key, alt in (("loss", "loss curves"), ("accuracy", "accuracy curves"), ("eval", "evaluation curves"), ("alpha", "architecture weights")):
             for p in made[key]:

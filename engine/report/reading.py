@@ -19,6 +19,7 @@ from sgl.registry.spaces.genotype import Genotype
 
 from .. import records as R
 from ..errors import ReportError
+from ..expectations import check
 from ..rundir import RunDir, read_json, read_jsonl
 
 
@@ -42,6 +43,7 @@ class RunData:
     evals: list[dict[str, Any]] = field(default_factory=list)
     genotypes: dict[str, Genotype] = field(default_factory=dict)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    expectations: list[dict[str, Any]] = field(default_factory=list)  # the spec's expect: against the summary
 
     @property
     def seed(self) -> Any:
@@ -71,6 +73,7 @@ def load_run(path: Path, label: str | None = None) -> RunData:
     name = str(summary.get("name") or info.get("name") or path.name)
     records = read_jsonl(run_dir.metrics)
     run = RunData(path=path, label=label or name, name=name, info=info, summary=summary)
+    run.expectations = _expectations(run_dir, summary)
     run.iters = _dedupe(R.of_kind(records, R.ITER), lambda r: (r.get(R.LEARNER), r.get(R.STAGE_OF_SEARCH), r.get(R.STEP)))
     run.epochs = _dedupe(R.of_kind(records, R.EPOCH), lambda r: (r.get(R.LEARNER), r.get(R.STAGE_OF_SEARCH), r.get(R.EPOCH_INDEX)))
     run.evals = _dedupe(R.of_kind(records, R.EVAL_EPOCH), lambda r: (r.get(R.STAGE_OF_EVAL), r.get(R.EPOCH_INDEX)))
@@ -85,6 +88,23 @@ def load_run(path: Path, label: str | None = None) -> RunData:
             if history:
                 run.histories[learner] = history
     return run
+
+
+def _expectations(run_dir: RunDir, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resolved spec's ``expect:`` checked against the summary (a finished run's only)."""
+    if summary.get("status") != "completed" or not run_dir.resolved_spec.is_file():
+        return []
+    from ruamel.yaml import YAML
+
+    try:
+        spec = YAML(typ="safe", pure=True).load(run_dir.resolved_spec.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - a torn or edited file: nothing to check, the report still renders
+        return []
+    expect = spec.get("expect") if isinstance(spec, dict) else None
+    if not isinstance(expect, list):
+        return []
+    entries = [e for e in expect if isinstance(e, dict) and "metric" in e and ("range" in e or "value" in e)]
+    return check(entries, summary)
 
 
 def _safe(text: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..core import ComponentConfig, register
-from ..optim import CosineConfig, OptimizerConfig, SchedulerConfig, SGDConfig
+from ..optim import CosineConfig, LinearConfig, OptimizerConfig, SchedulerConfig, SGDConfig, StepConfig
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,9 @@ class EvaluationProtocol(ComponentConfig):
     epochs: PositiveInt = Field(600, description="Training epochs.")
     batch_size: PositiveInt = Field(96, description="Batch size per process.")
     grad_clip: PositiveFloat | None = Field(5.0, description="Clip the gradient norm to this (null: no clipping).")
-    optimizer: OptimizerConfig = Field(default_factory=SGDConfig, description="Optimizer of the evaluated network.")
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: SGDConfig(lr=0.025, momentum=0.9, weight_decay=3e-4), description="Optimizer of the evaluated network."
+    )
     schedule: SchedulerConfig = Field(default_factory=lambda: CosineConfig(min_lr=0.0), description="Per-epoch schedule.")
 
     def data_options(self) -> dict[str, Any]:
@@ -66,21 +68,20 @@ class EvaluationProtocol(ComponentConfig):
         return {"epochs": self.epochs}
 
 
-@register("protocol", "darts")
-class DartsProtocol(EvaluationProtocol):
-    """DARTS' protocol (Liu et al., 2019): a genotype network of stacked cells with an auxiliary
-    head, drop path ramped linearly over the epochs, cutout, SGD with cosine annealing. The
-    defaults are DARTS' CIFAR-10 setting; ImageNet: 14 cells, 48 channels, 250 epochs, label
-    smoothing 0.1."""
+class GenotypeProtocol(EvaluationProtocol):
+    """A genotype network of stacked cells (DARTS' NetworkCIFAR / NetworkImageNet) with an auxiliary
+    head, drop path ramped linearly over the epochs, cutout and label smoothing. The registered
+    protocols below are this training with each method's published defaults (docs/recipes.md)."""
 
-    protocol: Literal["darts"] = "darts"
     channels: PositiveInt = Field(36, description="Initial channels (CIFAR: 36, ImageNet: 48).")
     layers: PositiveInt = Field(20, description="Cells (CIFAR: 20, ImageNet: 14).")
     auxiliary_weight: NonNegativeFloat = Field(0.4, description="Weight of the auxiliary head's loss (0 disables the head).")
-    drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
+    drop_path: float = Field(0.2, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
     cutout: NonNegativeInt = Field(16, description="Cutout length for training images (0 disables).")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing (DARTS ImageNet: 0.1).")
-    variant: Literal["auto", "cifar", "imagenet"] = Field("auto", description="Network stem; auto picks by image size.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the training loss.")
+    variant: Literal["auto", "cifar", "imagenet"] = Field(
+        "cifar", description="Network stem: CIFAR (3x3, stride 1) or ImageNet (two stride-2 stems); auto picks by image size."
+    )
 
     def data_options(self) -> dict[str, Any]:
         return {"cutout": self.cutout}
@@ -107,6 +108,69 @@ class DartsProtocol(EvaluationProtocol):
 
     def describe(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "channels": self.channels, "layers": self.layers}
+
+
+def _sgd(lr: float, weight_decay: float):
+    return Field(default_factory=lambda: SGDConfig(lr=lr, momentum=0.9, weight_decay=weight_decay),
+                 description="Optimizer of the evaluated network.")
+
+
+@register("protocol", "darts")
+class DartsProtocol(GenotypeProtocol):
+    """DARTS' CIFAR protocol (quark0/darts cnn/train.py with --auxiliary --cutout): 600 epochs, batch
+    96, 20 cells of 36 channels, SGD 0.025 cosine to 0, drop path 0.2, cutout 16, auxiliary 0.4."""
+
+    protocol: Literal["darts"] = "darts"
+
+
+@register("protocol", "pc_darts")
+class PCDartsProtocol(GenotypeProtocol):
+    """PC-DARTS' CIFAR protocol (train.py): DARTS' with drop path 0.3."""
+
+    protocol: Literal["pc_darts"] = "pc_darts"
+    drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
+
+
+@register("protocol", "p_darts")
+class PDartsProtocol(GenotypeProtocol):
+    """P-DARTS' CIFAR protocol (train_cifar.py, with --auxiliary --cutout as the SGL authors run it):
+    DARTS' with batch 128 and drop path 0.3."""
+
+    protocol: Literal["p_darts"] = "p_darts"
+    batch_size: PositiveInt = Field(128, description="Batch size per process.")
+    drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
+
+
+class ImageNetProtocol(GenotypeProtocol):
+    """The mobile setting: 250 epochs, 14 cells of 48 channels, label smoothing 0.1, no cutout or drop path."""
+
+    epochs: PositiveInt = Field(250, description="Training epochs.")
+    channels: PositiveInt = Field(48, description="Initial channels.")
+    layers: PositiveInt = Field(14, description="Cells.")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
+    cutout: NonNegativeInt = Field(0, description="Cutout length for training images (0 disables).")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the training loss.")
+    variant: Literal["auto", "cifar", "imagenet"] = Field("imagenet", description="Network stem.")
+    optimizer: OptimizerConfig = _sgd(0.1, 3e-5)
+
+
+@register("protocol", "darts_imagenet")
+class DartsImageNetProtocol(ImageNetProtocol):
+    """DARTS' ImageNet protocol (cnn/train_imagenet.py): batch 128, SGD 0.1 decayed by 0.97 every epoch."""
+
+    protocol: Literal["darts_imagenet"] = "darts_imagenet"
+    batch_size: PositiveInt = Field(128, description="Batch size per process.")
+    schedule: SchedulerConfig = Field(default_factory=lambda: StepConfig(step_size=1, gamma=0.97), description="Per-epoch schedule.")
+
+
+@register("protocol", "pc_darts_imagenet")
+class PCDartsImageNetProtocol(ImageNetProtocol):
+    """PC-DARTS' ImageNet protocol (train_imagenet.py): batch 256, SGD 0.1 decayed linearly with a
+    gentler 5-epoch tail (the large-batch setting — batch 1024, lr 0.5, 5 warm-up epochs — is a recipe's)."""
+
+    protocol: Literal["pc_darts_imagenet"] = "pc_darts_imagenet"
+    batch_size: PositiveInt = Field(256, description="Batch size per process.")
+    schedule: SchedulerConfig = Field(default_factory=lambda: LinearConfig(min_lr=0.0, tail_epochs=5), description="Per-epoch schedule.")
 
 
 def build_network(info: dict[str, Any]) -> nn.Module:

@@ -30,6 +30,11 @@ class SearchSpaceConfig(ComponentConfig):
     channels: PositiveInt = Field(16, description="Initial channels C of the supernet (stem outputs stem_multiplier·C).")
     nodes: PositiveInt = Field(4, description="Intermediate nodes per cell; the cell outputs their concatenation.")
     stem_multiplier: PositiveInt = Field(3, description="The stem has stem_multiplier·C channels.")
+    stem: Literal["cifar", "imagenet"] = Field(
+        "cifar",
+        description="cifar: one 3x3 convolution at full resolution; imagenet: PC-DARTS' ImageNet search stem, "
+        "three stride-2 convolutions (224 → 28 pixels).",
+    )
     primitives: list[str] = Field(
         default_factory=lambda: list(DARTS_PRIMITIVES),
         description="Candidate operations on every edge, names from the OPS table.",
@@ -161,6 +166,11 @@ class PDartsConfig(SearchSpaceConfig):
     max_skip_connect: int = Field(2, ge=0, description="At most this many skip-connects in the final normal cell.")
     skip_dropout_decay: float = Field(
         0.2, ge=0, description="Once A-steps run, skip dropout decays as rate·exp(−decay·epochs since); before, linearly."
+    )
+    on_grow: Literal["reinit", "carry"] = Field(
+        "reinit",
+        description="α of the ops kept when a phase begins: reinit draws them afresh (init_scale·N(0,1)), as P-DARTS "
+        "builds a new network per phase; carry keeps their values from the phase before.",
     )
 
     @model_validator(mode="after")

@@ -115,6 +115,30 @@ def reduction_layers(layers: int) -> set[int]:
     return {layers // 3, 2 * layers // 3}
 
 
+class ImageNetSearchStem(nn.Module):
+    """PC-DARTS' ImageNet search stem (model_search_imagenet.py): three stride-2 convolutions take
+    224 to 28 pixels; the cells read its two outputs as c_{k-2} (56 px) and c_{k-1} (28 px)."""
+
+    def __init__(self, in_channels: int, C_stem: int) -> None:
+        super().__init__()
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, C_stem // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(C_stem // 2, C_stem, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+        self.stem1 = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_stem, C_stem, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s0 = self.stem0(x)
+        return s0, self.stem1(s0)
+
+
 class DartsNetwork(nn.Module):
     """Stem → cells → global average pool → linear; ``forward(x, arch)`` takes the space's output.
 
@@ -132,16 +156,21 @@ class DartsNetwork(nn.Module):
         nodes: int,
         stem_multiplier: int,
         make_edge: EdgeFactory,
+        stem: str = "cifar",
     ) -> None:
         super().__init__()
         C_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
-        )
+        self.two_stems = stem == "imagenet"
+        if self.two_stems:
+            self.stem: nn.Module = ImageNetSearchStem(in_channels, C_stem)
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
+                nn.BatchNorm2d(C_stem),
+            )
         C_prev_prev, C_prev, C = C_stem, C_stem, channels
         reductions = reduction_layers(layers)
-        reduction_prev = False
+        reduction_prev = self.two_stems  # c_{k-2} of the first cell is twice c_{k-1}'s size
         self.cells = nn.ModuleList()
         for i in range(layers):
             reduction = i in reductions
@@ -154,7 +183,7 @@ class DartsNetwork(nn.Module):
         self.classifier = nn.Linear(C_prev, num_classes)
 
     def forward(self, x: torch.Tensor, arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        s0, s1 = self.stem(x) if self.two_stems else (self.stem(x),) * 2
         for cell in self.cells:
             kind = cell.cell_type
             s0, s1 = s1, cell(s0, s1, arch[kind], arch.get(f"{kind}_edges"))
@@ -215,6 +244,7 @@ class DartsSpace(SearchSpace):
             layers=self.layers,
             nodes=self.cfg.nodes,
             stem_multiplier=self.cfg.stem_multiplier,
+            stem=self.cfg.stem,
             make_edge=self.make_edge,
         )
 

@@ -160,10 +160,10 @@ class PDartsSpace(DartsSpace):
         set_skip_dropout(network, skip_dropout_rate(rate, epoch, epochs, arch_start, self.skip_dropout_decay))
 
     def enter_phase(self, index: int) -> None:
-        """Prune to ``phases[index].ops`` ops per edge and keep their α; ``index`` must be the next phase.
-
-        Entering the current phase again does nothing (convenient on resume). α become new
-        Parameters: rebuild the architecture optimizer, and the networks, afterwards.
+        """Prune to ``phases[index].ops`` ops per edge (the strongest by the current α); their α are
+        drawn afresh (``on_grow: reinit``, from torch's RNG) or kept (``carry``). ``index`` must be the
+        next phase. Entering the current phase again does nothing (convenient on resume). α become
+        new Parameters: rebuild the architecture optimizer, and the networks, afterwards.
         """
         if index == self.phase:
             return
@@ -175,7 +175,11 @@ class PDartsSpace(DartsSpace):
             kept: torch.Tensor = getattr(self, f"kept_{kind}")
             weights = torch.softmax(alpha.detach(), dim=-1).tolist()
             cols = torch.tensor(prune_ops(weights, self.kept_ops(kind), keep), dtype=torch.long, device=kept.device)
-            setattr(self, f"alphas_{kind}", nn.Parameter(alpha.detach().gather(1, cols.to(alpha.device)).clone()))
+            if self.cfg.on_grow == "carry":
+                values = alpha.detach().gather(1, cols.to(alpha.device)).clone()
+            else:
+                values = (self.cfg.init_scale * torch.randn(cols.shape)).to(alpha.device, alpha.dtype)
+            setattr(self, f"alphas_{kind}", nn.Parameter(values))
             setattr(self, f"kept_{kind}", kept.gather(1, cols))
         self.phase_index.fill_(index)
 
