@@ -310,20 +310,13 @@ def validate(doc: Document) -> BaseModel:
     """Validate a document against the Spec model; all problems at once, with positions."""
     from sgl import registry
 
-    plugins = doc.data.get("plugins") or []
-    if isinstance(plugins, list):
-        problems = []
-        for i, module in enumerate(plugins):
-            try:
-                registry.load_plugins([module])
-            except Exception as exc:  # a plugin that fails to import is the user's input error
-                problems.append(Problem(doc.pos(("plugins", i)), f"plugins.{i}", f"cannot import {module!r}: {exc}"))
-        if problems:
-            raise SpecError(problems)
     try:
         registry.load_plugins()
     except Exception as exc:  # an installed package's `sgl.plugins` entry point is broken
         raise SpecError([Problem(None, "", f"cannot load the installed sgl.plugins entry points: {exc!r}")]) from None
+    problems = _missing_plugins(doc)
+    if problems:
+        raise SpecError(problems)
     model = spec_models.spec_model()
     try:
         spec = model.model_validate(doc.data)
@@ -332,6 +325,29 @@ def validate(doc: Document) -> BaseModel:
     if doc.problems:
         raise SpecError(_with_read_problems(doc, []))
     return spec
+
+
+def _missing_plugins(doc: Document) -> list[Problem]:
+    """A spec's `plugins:` only names installed plugins it needs; it never imports anything.
+
+    Importing is running: a spec (or a run directory's spec.resolved.yaml) that could name any
+    module would run code from a data file. Other modules need ``sgl --plugin MODULE``.
+    """
+    from sgl.registry import core
+
+    plugins = doc.data.get("plugins")
+    if not isinstance(plugins, list):
+        return []  # not a list: validation says so
+    problems = []
+    for i, name in enumerate(plugins):
+        if isinstance(name, str) and not core.plugin_installed(name):
+            installed = ", ".join(f"{n} ({v})" for n, v in core.installed_plugins()) or "none"
+            problems.append(Problem(
+                doc.pos(("plugins", i)), f"plugins.{i}",
+                f"no installed sgl.plugins entry point {name!r} (installed: {installed}); a spec only names "
+                "installed plugins, to import any other module use `sgl --plugin MODULE`",
+            ))
+    return problems
 
 
 def _with_read_problems(doc: Document, problems: list[Problem]) -> list[Problem]:

@@ -110,10 +110,25 @@ def version() -> int:
 _loaded_plugins: set[str] = set()
 
 
-def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
-    """Import third-party components: the ``sgl.plugins`` entry points and the given modules.
+def installed_plugins() -> list[tuple[str, str]]:
+    """(name, value) of every installed ``sgl.plugins`` entry point: the plugins a spec may name."""
+    return [(ep.name, ep.value) for ep in metadata.entry_points(group=PLUGIN_GROUP)]
 
-    Nothing else is imported implicitly. Returns the modules newly imported.
+
+def plugin_installed(name: str) -> bool:
+    """Whether ``name`` is an installed entry point's name, value or module, or a module imported
+    explicitly (``sgl --plugin``). A spec only names plugins; it never chooses what is imported."""
+    if name in _loaded_plugins:
+        return True
+    return any(name in (ep_name, value, value.split(":", 1)[0].strip()) for ep_name, value in installed_plugins())
+
+
+def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
+    """Import third-party components: the ``sgl.plugins`` entry points, and the given modules.
+
+    ``modules`` is for the caller's own code (``sgl --plugin``, a Python script), never for names
+    read from a spec or a run directory: importing a module runs it. Nothing else is imported
+    implicitly. Returns the modules newly imported.
     """
     loaded = []
     for ep in metadata.entry_points(group=PLUGIN_GROUP):
@@ -122,8 +137,15 @@ def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
             _loaded_plugins.add(ep.value)
             loaded.append(ep.value)
     for module in modules:
-        if module not in _loaded_plugins:
-            importlib.import_module(module)
-            _loaded_plugins.add(module)
+        if import_plugin(module):
             loaded.append(module)
     return loaded
+
+
+def import_plugin(module: str) -> bool:
+    """Import one module the caller chose (``sgl --plugin``); True when newly imported."""
+    if module in _loaded_plugins:
+        return False
+    importlib.import_module(module)
+    _loaded_plugins.add(module)
+    return True
