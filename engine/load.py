@@ -543,6 +543,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[KeyPath, KeyPath]:
     rest = list(loc)
     while rest:
         part = rest[0]
+        if isinstance(node, dict) and len(rest) > 1 and rest[1] in node and part in _tags(node, tuple(path)):
+            rest.pop(0)  # a union tag that is also a key of its section (kind: genotype has `genotype`)
+            continue
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
@@ -574,7 +577,11 @@ def _suggest(word: Any, candidates: Iterable[str]) -> str:
 
 def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     kind = error["type"]
-    path, rest = _data_path(doc.data, tuple(error["loc"]))
+    loc = tuple(error["loc"])
+    blamed = (error.get("ctx") or {}).get("at")
+    if isinstance(blamed, str):  # a cross-field check names the field it blames, e.g. schedule.min_lr
+        loc += tuple(blamed.split("."))
+    path, rest = _data_path(doc.data, loc)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -593,7 +600,7 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
         return _tag_problem(doc, path, error)
     full = path + rest
     text = message[0].lower() + message[1:] if message else message
-    if kind not in ("value_error", "assertion_error") and "input" in error and not isinstance(error["input"], (dict, list)):
+    if kind not in ("value_error", "assertion_error") and blamed is None and "input" in error and not isinstance(error["input"], (dict, list)):
         text = f"{text} (got {error['input']!r})"
     if rest == ("[key]",):  # a mapping key itself is invalid (e.g. a learner's name)
         return Problem(doc.pos(path, key=True), dotted(path), f"invalid name: {text}")

@@ -22,19 +22,25 @@ from pydantic import (
     Tag,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from sgl import registry
+from sgl.registry.core import MAX_CHANNELS, MAX_LAYERS, PathField, PathText
 
 SPEC_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 #: The per-iteration steps a training stage can list, in the vocabulary of DESIGN §1.
 StepName = Literal["A", "W", "PL", "V"]
+#: Generous bounds that refuse nonsense sizes (and the overflows they cause) before a run starts.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
 
 
 class Section(BaseModel):
-    """Base of every spec section: unknown keys are errors; values are immutable once loaded."""
+    """Base of every spec section: unknown keys are errors; values are immutable once loaded; no float
+    accepts NaN or ±inf (they validate against every bound and then poison a run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SplitSpec(Section):
@@ -57,9 +63,11 @@ class DataSpecBase(Section):
     unlabeled: Literal["train", "val"] = Field(
         "train", description="D_u: this split again, reshuffled on its own stream, labels hidden."
     )
-    batch_size: PositiveInt = Field(64, description="Batch size of every search stream, per process.")
-    eval_batch_size: PositiveInt = Field(256, description="Batch size for measuring accuracy.")
-    num_workers: NonNegativeInt = Field(0, description="DataLoader worker processes (0: load in the main process).")
+    batch_size: PositiveInt = Field(64, le=MAX_BATCH, description="Batch size of every search stream, per process (at most 65,536).")
+    eval_batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size for measuring accuracy (at most 65,536).")
+    num_workers: NonNegativeInt = Field(
+        0, le=256, description="DataLoader worker processes (0: load in the main process; at most 256)."
+    )
 
 
 class LossWeights(Section):
@@ -70,12 +78,12 @@ class LossWeights(Section):
 class TrainStage(Section):
     type: Literal["train"] = Field("train", description="A training phase: epochs of iterations of steps.")
     name: str = Field("search", pattern=NAME_PATTERN, description="Label shown in progress and metrics.")
-    epochs: PositiveInt = Field(description="Epochs in this phase.")
+    epochs: PositiveInt = Field(le=MAX_EPOCHS, description="Epochs in this phase (at most 100,000).")
     steps: list[StepName] = Field(
         description="Steps of one iteration, in order: A (architecture), W (stage 1), PL (pseudo-labels), V (stage 2).",
         min_length=1,
     )
-    arch_start: NonNegativeInt = Field(0, description="Epochs into this phase before A-steps begin.")
+    arch_start: NonNegativeInt = Field(0, le=MAX_EPOCHS, description="Epochs into this phase before A-steps begin (at most 100,000).")
 
     @model_validator(mode="after")
     def _unique_steps(self) -> "TrainStage":
@@ -93,14 +101,14 @@ class EvaluateStageBase(Section):
     type: Literal["evaluate"] = Field("evaluate", description="Train a genotype from scratch and test it.")
     name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
     learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
-    genotype: str | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
-    epochs: PositiveInt = Field(600, description="Training epochs (DARTS CIFAR: 600).")
-    channels: PositiveInt = Field(36, description="Initial channels (CIFAR: 36, ImageNet: 48).")
-    layers: PositiveInt = Field(20, description="Cells (CIFAR: 20, ImageNet: 14).")
-    batch_size: PositiveInt = Field(96, description="Batch size per process.")
+    genotype: PathText | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
+    epochs: PositiveInt = Field(600, le=MAX_EPOCHS, description="Training epochs (DARTS CIFAR: 600; at most 100,000).")
+    channels: PositiveInt = Field(36, le=MAX_CHANNELS, description="Initial channels (CIFAR: 36, ImageNet: 48; at most 4096).")
+    layers: PositiveInt = Field(20, le=MAX_LAYERS, description="Cells (CIFAR: 20, ImageNet: 14; at most 100).")
+    batch_size: PositiveInt = Field(96, le=MAX_BATCH, description="Batch size per process (at most 65,536).")
     auxiliary_weight: NonNegativeFloat = Field(0.4, description="Weight of the auxiliary head's loss (0 disables the head).")
     drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
-    cutout: NonNegativeInt = Field(16, description="Cutout length for training images (0 disables).")
+    cutout: NonNegativeInt = Field(16, le=4096, description="Cutout length for training images (0 disables; at most 4096).")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing (DARTS ImageNet: 0.1).")
     grad_clip: PositiveFloat | None = Field(5.0, description="Clip the gradient norm to this (null: no clipping).")
     variant: Literal["auto", "cifar", "imagenet"] = Field("auto", description="Network stem; auto picks by image size.")
@@ -113,12 +121,12 @@ class EvaluateStageBase(Section):
 
 
 class RunSpec(Section):
-    output: Path = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
+    output: PathField = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (Accelerate).")
     cpu: bool = Field(False, description="Run on the CPU even when an accelerator is present.")
     log_every: PositiveInt = Field(20, description="Log metrics (and sync with the device) every this many iterations.")
     tensorboard: Literal["auto", "on", "off"] = Field("auto", description="TensorBoard events: auto = when installed.")
-    threads: PositiveInt | None = Field(None, description="torch CPU threads (default: torch's choice).")
+    threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: torch's choice; at most 1024).")
     eval_bn: Literal["batch", "running"] = Field(
         "batch",
         description="BatchNorm statistics when measuring the learners' accuracy during the search: batch "
@@ -173,6 +181,24 @@ def _stage_tag(value: Any) -> str | None:
     return getattr(value, "type", None)
 
 
+def _min_lr_at_most_lr(optimizer: Any, schedule: Any, lr_name: str) -> None:
+    """A schedule ending above its optimizer's lr would raise the rate, not anneal it.
+
+    The error names ``schedule.min_lr`` in its context (``at``), so the loader points at min_lr.
+    """
+    min_lr = getattr(schedule, "min_lr", None)
+    lr = getattr(optimizer, "lr", None)
+    if min_lr is None or lr is None or min_lr <= lr:
+        return
+    given = "" if "min_lr" in schedule.model_fields_set else ", the default"
+    raise PydanticCustomError(
+        "min_lr_above_lr",
+        f"min_lr ({min_lr}{given}) is above {lr_name} ({lr}): the schedule would raise the learning rate; "
+        f"set min_lr to at most {lr}",
+        {"at": "schedule.min_lr"},
+    )
+
+
 def _build_spec_model() -> type[BaseModel]:
     Dataset = component("dataset", default="digits")
     SGD = component("optimizer", default="sgd")
@@ -191,9 +217,19 @@ def _build_spec_model() -> type[BaseModel]:
         schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule of the weights' learning rate.")
         grad_clip: PositiveFloat | None = Field(5.0, description="Clip each network's gradient norm (null: off).")
 
+        @model_validator(mode="after")
+        def _min_lr(self) -> "OptimSpec":
+            _min_lr_at_most_lr(self.weights, self.schedule, "optim.weights.lr")
+            return self
+
     class EvaluateStage(EvaluateStageBase):
         optimizer: SGD = _default("optimizer", "sgd", "Optimizer of the evaluated network.")
         schedule: Cosine = _default("scheduler", "cosine", "Per-epoch schedule.", min_lr=0.0)
+
+        @model_validator(mode="after")
+        def _min_lr(self) -> "EvaluateStage":
+            _min_lr_at_most_lr(self.optimizer, self.schedule, "this stage's optimizer.lr")
+            return self
 
     Stage = Annotated[
         Union[  # noqa: UP007
@@ -210,9 +246,16 @@ def _build_spec_model() -> type[BaseModel]:
         version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
         name: str = Field(pattern=NAME_PATTERN, description="Name of the recipe; runs go under <output>/<name>/.")
         description: str = Field("", description="Free text shown by `sgl plan`.")
-        seed: int = Field(0, ge=0, description="Run seed; each learner's seed is derived from it and its name.")
+        seed: int = Field(
+            0, ge=0, le=2**63 - 1,
+            description="Run seed (0 to 2^63 - 1, torch's range); each learner's seed is derived from it and its name.",
+        )
         deterministic: bool = Field(True, description="Deterministic algorithms: a CPU rerun is bit-identical.")
-        plugins: list[str] = Field(default_factory=list, description="Modules to import for third-party components.")
+        plugins: list[str] = Field(
+            default_factory=list,
+            description="Installed `sgl.plugins` entry points this spec needs (entry-point name or module), checked "
+            "to be present; a spec never imports anything. Other modules: `sgl --plugin MODULE`.",
+        )
         data: DataSpec = Field(default_factory=DataSpec, description="Dataset and splits.")
         learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Learner] = Field(
             default_factory=dict, description="The group: learner name -> searchable space or fixed model."

@@ -12,9 +12,10 @@ import importlib
 import typing
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path, PurePath
 from typing import Callable, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 #: The kinds of component a spec can name, with the key that names the component in its section.
 KINDS: dict[str, str] = {
@@ -29,15 +30,39 @@ KINDS: dict[str, str] = {
 
 PLUGIN_GROUP = "sgl.plugins"
 
+#: Generous bounds on network sizes shared by search spaces, fixed networks and evaluation: they
+#: refuse nonsense (channels of 10^9) before it becomes an allocation failure or an overflow.
+MAX_CHANNELS = 4096
+MAX_LAYERS = 100
+
+
+def _plausible_path(value: typing.Any) -> typing.Any:
+    """Refuse paths no file system holds: checking them later (``is_file``) would raise, not answer."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(text.encode("utf-8", "surrogateescape")) > 4096:
+        raise ValueError("a path cannot be longer than 4096 bytes")
+    for part in PurePath(text).parts:
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            raise ValueError(f"a file or folder name cannot be longer than 255 bytes ({part[:24]!r}... is {len(part)})")
+    return value
+
+
+#: A path (or a name that may be one, like a genotype's) that a file system could hold.
+PathField = typing.Annotated[Path, AfterValidator(_plausible_path)]
+PathText = typing.Annotated[str, AfterValidator(_plausible_path)]
+
 
 class RegistryError(LookupError):
     """A name that is not in the catalogue, or a component registered twice."""
 
 
 class ComponentConfig(BaseModel):
-    """Base of every component's config: unknown keys are errors, never silently dropped."""
+    """Base of every component's config: unknown keys are errors, never silently dropped; no float
+    field (a plugin's included) accepts NaN or ±inf, which would validate and then poison a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
