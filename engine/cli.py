@@ -15,12 +15,32 @@ from .errors import SpecError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--plugin", "plugins", multiple=True, metavar="MODULE",
+    help="Import this Python module (from sys.path / PYTHONPATH) before the command, for components "
+    "it registers. Repeatable. Specs cannot import modules; only installed sgl.plugins entry points load by themselves.",
+)
 @click.version_option(package_name="sgl", prog_name="sgl")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     """sgl: Small-Group Learning neural architecture search from one YAML spec."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if plugins:
+        _import_plugins(plugins, debug)
+
+
+def _import_plugins(modules: tuple[str, ...], debug: bool) -> None:
+    """The only way to import an arbitrary module: asked for on the command line, never by a file."""
+    from sgl.registry import core
+
+    for module in modules:
+        try:
+            core.import_plugin(module)
+        except Exception as exc:  # the user's module: its failure is their input error
+            if debug:
+                raise
+            raise UserError(f"--plugin {module}: cannot import it: {type(exc).__name__}: {exc}") from None
 
 
 @main.command()

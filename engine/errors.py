@@ -46,7 +46,15 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.pos}: " if self.pos else ""
         key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.message}"
+        return one_line(f"{where}{key}{self.message}")
+
+
+def one_line(text: str) -> str:
+    """Escape what a spec's own keys and values could smuggle into a message: line breaks (one
+    problem, one line) and control characters (ESC sequences would reach the user's terminal)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class SpecError(Exception):

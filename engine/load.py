@@ -6,13 +6,23 @@ together as one ``SpecError``, so a user fixes a spec in one pass.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    NodeEvent,
+    ScalarEvent,
+    SequenceStartEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import spec as spec_models
@@ -25,6 +35,17 @@ __all__ = ["Document", "KeyPath", "Pos", "Problem", "SpecError", "apply_override
 _SAFE_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
 }
+
+#: Limits on what a spec may be. Shipped specs are a few kB, some 200 values, 6 levels deep; these
+#: refuse alias bombs ("billion laughs"), runaway files and nesting that would exhaust the stack.
+MAX_SPEC_BYTES = 1_000_000
+MAX_NODES = 100_000  # values of the document with every alias expanded
+MAX_DEPTH = 50
+
+#: What YAML may not contain (its printable set, YAML 1.2 §5.1), as ruamel refuses it.
+_NOT_PRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: Line breaks as ruamel counts them, so our positions match its marks.
+_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 
 @dataclass
@@ -56,6 +77,32 @@ def _mark(file: str, node: Node) -> Pos:
     return Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of ``text[index]``, counted as ruamel counts its marks."""
+    line, start = 1, 0
+    for match in _BREAK.finditer(text, 0, index):
+        line, start = line + 1, match.end()
+    return line, index - start - text.count("\ufeff", start, index) + 1
+
+
+def _describe_character(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        what = f"control character U+{code:04X}"
+        if code in _CONTROL_NAMES:
+            what += f" ({_CONTROL_NAMES[code]})"
+    elif 0xD800 <= code <= 0xDFFF:
+        what = f"lone surrogate U+{code:04X} (bytes that were not UTF-8)"
+    else:
+        what = f"non-character U+{code:04X}"
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"{what} is not allowed in YAML (inside double quotes, write it as {escape})"
+
+
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "backspace", 0x0B: "vertical tab", 0x0C: "form feed",
+                  0x1B: "ESC", 0x7F: "DEL"}
+
+
 class _Reader:
     def __init__(self, file: str):
         self.file = file
@@ -63,17 +110,105 @@ class _Reader:
         self.keys: dict[KeyPath, Pos] = {}
         self.values: dict[KeyPath, Pos] = {}
         self.problems: list[Problem] = []
+        self._open: list[list[Any]] = []  # collections the parser has opened and not closed, outermost first
 
     def read(self, text: str) -> Any:
+        if len(text) > MAX_SPEC_BYTES:
+            raise SpecError([Problem(Pos(self.file, 1, 1), "", _too_large())])
+        self._check_characters(text)
         try:
-            node = self.yaml.compose(text)
+            self._check_size(text)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. a reused anchor: legal YAML, the later one counts
+                node = self.yaml.compose(text)
         except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            pos = Pos(self.file, mark.line + 1, mark.column + 1) if mark else Pos(self.file, 1, 1)
-            raise SpecError([Problem(pos, "", f"YAML syntax error: {exc.problem or exc.context}")]) from None
+            raise SpecError([self._syntax_error(exc, text)]) from None
+        except YAMLError as exc:  # unmarked: nothing more precise to point at
+            raise SpecError([Problem(Pos(self.file, 1, 1), "", f"YAML error: {exc}")]) from None
         if node is None:
             return {}
         return self._node(node, ())
+
+    def _check_characters(self, text: str) -> None:
+        problems = []
+        for match in _NOT_PRINTABLE.finditer(text):
+            line, col = _line_col(text, match.start())
+            if len(problems) == 10:
+                problems.append(Problem(Pos(self.file, line, col), "", "more such characters follow (not shown)"))
+                break
+            problems.append(Problem(Pos(self.file, line, col), "", _describe_character(match.group())))
+        if problems:
+            raise SpecError(problems)
+
+    def _check_size(self, text: str) -> None:
+        """Walk the parser's events, counting the values the document would have with every alias
+        expanded, and its depth; refuse it before composing anything too big."""
+        expanded: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) of its node
+        open_ = self._open  # per open collection: [anchor, values, height, start event]
+        total = 0
+        events = self.yaml.parse(text)
+        try:
+            for event in events:
+                if isinstance(event, CollectionStartEvent):
+                    size, height = 1, 1
+                elif isinstance(event, ScalarEvent):
+                    size, height = 1, 1
+                elif isinstance(event, AliasEvent):
+                    size, height = expanded.get(event.anchor, (1, 1))  # undefined: compose reports it
+                elif isinstance(event, CollectionEndEvent):
+                    anchor, children, child_height, _ = open_.pop()
+                    size, height = children + 1, child_height + 1
+                    if anchor is not None:
+                        expanded[anchor] = (size, height)
+                    if open_:
+                        open_[-1][1] += size
+                        open_[-1][2] = max(open_[-1][2], height)
+                    continue
+                else:
+                    continue
+                total += 1 if isinstance(event, CollectionStartEvent) else size
+                if total > MAX_NODES:
+                    raise SpecError([Problem(self._pos(event), "", (
+                        f"the document has more than {MAX_NODES:,} values, counting every use of an alias "
+                        "in full (an alias bomb?); a spec needs far fewer"))])
+                if len(open_) + height > MAX_DEPTH:
+                    raise SpecError([Problem(self._pos(event), "", f"nested more than {MAX_DEPTH} levels deep")])
+                if isinstance(event, CollectionStartEvent):
+                    open_.append([event.anchor, 0, 0, event])
+                    continue
+                if isinstance(event, NodeEvent) and not isinstance(event, AliasEvent) and event.anchor is not None:
+                    expanded[event.anchor] = (1, 1)
+                if open_:
+                    open_[-1][1] += size
+                    open_[-1][2] = max(open_[-1][2], height)
+        finally:
+            events.close()
+
+    def _pos(self, event: Any) -> Pos:
+        mark = event.start_mark
+        return Pos(self.file, mark.line + 1, mark.column + 1)
+
+    def _syntax_error(self, exc: MarkedYAMLError, text: str) -> Problem:
+        mark = exc.problem_mark or exc.context_mark
+        if mark is None:
+            return Problem(Pos(self.file, 1, 1), "", f"YAML syntax error: {exc.problem or exc.context}")
+        at_end = mark.index >= len(text.rstrip())
+        if at_end:
+            # The parser gave up at the end of the file (past its last line): point at the end of the text.
+            pos = Pos(self.file, *_line_col(text, len(text.rstrip())))
+        else:
+            pos = Pos(self.file, mark.line + 1, mark.column + 1)
+        message = (exc.problem or exc.context or "").replace("'<stream end>'", "the end of the file")
+        start = exc.context_mark
+        flows = [frame[3] for frame in self._open if frame[3].flow_style]
+        if at_end and flows:
+            # An unclosed bracket: the parser notices at the end, the mistake is where it opens.
+            bracket = "[" if isinstance(flows[-1], SequenceStartEvent) else "{"
+            opened = flows[-1].start_mark
+            message += f" (the '{bracket}' at line {opened.line + 1}, column {opened.column + 1} is never closed)"
+        elif exc.problem and exc.context and start is not None and (start.line, start.column) != (mark.line, mark.column):
+            message += f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
+        return Problem(pos, "", f"YAML syntax error: {message}")
 
     def _node(self, node: Node, path: KeyPath) -> Any:
         self.values[path] = _mark(self.file, node)
@@ -121,7 +256,7 @@ class _Reader:
             return None
         try:
             return self.yaml.constructor.construct_object(node, deep=True)
-        except (MarkedYAMLError, ValueError, TypeError) as exc:  # e.g. `!!int abc`
+        except Exception as exc:  # noqa: BLE001  a constructor refusing the user's text, e.g. `!!int abc`
             self.problems.append(Problem(_mark(self.file, node), dotted(path), f"bad {node.tag.rsplit(':', 1)[-1]} value: {exc}"))
             return None
 
@@ -151,15 +286,9 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise SpecError([Problem(Pos(str(path), 1, 1), "extends", f"extends cycle: {cycle}")])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem(None, "", f"cannot read spec {str(path)!r}: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError([Problem(Pos(str(path), 1, 1), "", f"not UTF-8 text: {exc}")]) from None
-    doc = read_yaml(text, str(path))
+    doc = read_yaml(_read_text(path), str(path))
     bases = doc.data.pop("extends", None)
-    if bases is None:
+    if bases is None or bases == []:
         return doc
     base_list = [bases] if isinstance(bases, str) else bases
     if not isinstance(base_list, list) or not all(isinstance(b, str) for b in base_list):
@@ -169,7 +298,8 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
         base_path = path.parent / base
         where = doc.values.get(("extends", i) if isinstance(bases, list) else ("extends",))
         if not base_path.is_file():
-            raise SpecError([Problem(where, "extends", f"no such file: {str(base_path)!r}")])
+            what = "a directory, not a spec file" if base_path.is_dir() else "no such file"
+            raise SpecError([Problem(where, "extends", f"{what}: {str(base_path)!r}")])
         if base_path.resolve() in (*chain, resolved):
             cycle = " -> ".join(str(p) for p in (*chain, resolved, base_path.resolve()))
             raise SpecError([Problem(where, "extends", f"extends cycle: {cycle}")])
@@ -179,6 +309,31 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
     result = _merge(merged, doc)
     result.path = path
     return result
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: at most MAX_SPEC_BYTES of UTF-8 (a device such as /dev/zero included)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        reason = "it is a directory" if path.is_dir() else exc.strerror or str(exc)
+        raise SpecError([Problem(None, "", f"cannot read spec {str(path)!r}: {reason}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([Problem(Pos(str(path), 1, 1), "", _too_large())])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[start : exc.start].decode("utf-8", errors="replace")) + 1
+        raise SpecError([Problem(Pos(str(path), line, col), "", (
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded ({exc.reason}); save the file as UTF-8"
+        ))]) from None
+
+
+def _too_large() -> str:
+    return f"larger than {MAX_SPEC_BYTES:,} bytes: not a spec (a spec is a few kB)"
 
 
 def _merge(base: Document, over: Document) -> Document:
@@ -279,20 +434,13 @@ def validate(doc: Document) -> BaseModel:
     """Validate a document against the Spec model; all problems at once, with positions."""
     from sgl import registry
 
-    plugins = doc.data.get("plugins") or []
-    if isinstance(plugins, list):
-        problems = []
-        for i, module in enumerate(plugins):
-            try:
-                registry.load_plugins([module])
-            except Exception as exc:  # a plugin that fails to import is the user's input error
-                problems.append(Problem(doc.pos(("plugins", i)), f"plugins.{i}", f"cannot import {module!r}: {exc}"))
-        if problems:
-            raise SpecError(problems)
     try:
         registry.load_plugins()
     except Exception as exc:  # an installed package's `sgl.plugins` entry point is broken
         raise SpecError([Problem(None, "", f"cannot load the installed sgl.plugins entry points: {exc!r}")]) from None
+    problems = _missing_plugins(doc)
+    if problems:
+        raise SpecError(problems)
     model = spec_models.spec_model()
     try:
         spec = model.model_validate(doc.data)
@@ -301,6 +449,29 @@ def validate(doc: Document) -> BaseModel:
     if doc.problems:
         raise SpecError(_with_read_problems(doc, []))
     return spec
+
+
+def _missing_plugins(doc: Document) -> list[Problem]:
+    """A spec's `plugins:` only names installed plugins it needs; it never imports anything.
+
+    Importing is running: a spec (or a run directory's spec.resolved.yaml) that could name any
+    module would run code from a data file. Other modules need ``sgl --plugin MODULE``.
+    """
+    from sgl.registry import core
+
+    plugins = doc.data.get("plugins")
+    if not isinstance(plugins, list):
+        return []  # not a list: validation says so
+    problems = []
+    for i, name in enumerate(plugins):
+        if isinstance(name, str) and not core.plugin_installed(name):
+            installed = ", ".join(f"{n} ({v})" for n, v in core.installed_plugins()) or "none"
+            problems.append(Problem(
+                doc.pos(("plugins", i)), f"plugins.{i}",
+                f"no installed sgl.plugins entry point {name!r} (installed: {installed}); a spec only names "
+                "installed plugins, to import any other module use `sgl --plugin MODULE`",
+            ))
+    return problems
 
 
 def _with_read_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
@@ -333,6 +504,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[KeyPath, KeyPath]:
     rest = list(loc)
     while rest:
         part = rest[0]
+        if isinstance(node, dict) and len(rest) > 1 and rest[1] in node and part in _tags(node, tuple(path)):
+            rest.pop(0)  # a union tag that is also a key of its section (kind: genotype has `genotype`)
+            continue
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
@@ -359,7 +533,11 @@ def _tags(node: dict[Any, Any], path: KeyPath) -> set[Any]:
 
 def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     kind = error["type"]
-    path, rest = _data_path(doc.data, tuple(error["loc"]))
+    loc = tuple(error["loc"])
+    blamed = (error.get("ctx") or {}).get("at")
+    if isinstance(blamed, str):  # a cross-field check names the field it blames, e.g. schedule.min_lr
+        loc += tuple(blamed.split("."))
+    path, rest = _data_path(doc.data, loc)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -378,7 +556,7 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
         return _tag_problem(doc, path, error)
     full = path + rest
     text = message[0].lower() + message[1:] if message else message
-    if kind not in ("value_error", "assertion_error") and "input" in error and not isinstance(error["input"], (dict, list)):
+    if kind not in ("value_error", "assertion_error") and blamed is None and "input" in error and not isinstance(error["input"], (dict, list)):
         text = f"{text} (got {error['input']!r})"
     if rest == ("[key]",):  # a mapping key itself is invalid (e.g. a learner's name)
         return Problem(doc.pos(path, key=True), dotted(path), f"invalid name: {text}")

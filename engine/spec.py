@@ -22,20 +22,24 @@ from pydantic import (
     Tag,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from sgl import registry
+from sgl.registry.core import MAX_BATCH, MAX_CHANNELS, MAX_EPOCHS, MAX_LAYERS, PathField, PathText
 from sgl.registry.evaluation import DEFAULT_PROTOCOL
 
 SPEC_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 #: The per-iteration steps a training stage can list, in the vocabulary of DESIGN §1.
 StepName = Literal["A", "W", "PL", "V"]
+#: Generous bounds that refuse nonsense sizes (and the overflows they cause) before a run starts.
 
 
 class Section(BaseModel):
-    """Base of every spec section: unknown keys are errors; values are immutable once loaded."""
+    """Base of every spec section: unknown keys are errors; values are immutable once loaded; no float
+    accepts NaN or ±inf (they validate against every bound and then poison a run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SplitSpec(Section):
@@ -63,9 +67,11 @@ class DataSpecBase(Section):
         description="Search on the first N images of the training set only (split into D_train and D_val "
         "after); evaluation stages still train on all of it. SGL-PC-DARTS: 20000.",
     )
-    batch_size: PositiveInt = Field(64, description="Batch size of every search stream, per process.")
-    eval_batch_size: PositiveInt = Field(256, description="Batch size for measuring accuracy.")
-    num_workers: NonNegativeInt = Field(0, description="DataLoader worker processes (0: load in the main process).")
+    batch_size: PositiveInt = Field(64, le=MAX_BATCH, description="Batch size of every search stream, per process (at most 65,536).")
+    eval_batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size for measuring accuracy (at most 65,536).")
+    num_workers: NonNegativeInt = Field(
+        0, le=256, description="DataLoader worker processes (0: load in the main process; at most 256)."
+    )
 
 
 class LossWeights(Section):
@@ -88,14 +94,15 @@ class EarlyStop(Section):
 class TrainStage(Section):
     type: Literal["train"] = Field("train", description="A search stage: epochs of iterations of steps.")
     name: str = Field("search", pattern=NAME_PATTERN, description="Label shown in progress and metrics.")
-    epochs: PositiveInt = Field(description="Epochs in this stage.")
+    epochs: PositiveInt = Field(le=MAX_EPOCHS, description="Epochs in this stage (at most 100,000).")
     steps: list[StepName] = Field(
         description="Steps of one iteration, in order: A (architecture), W (stage 1), PL (pseudo-labels), V (stage 2).",
         min_length=1,
     )
-    arch_start: NonNegativeInt = Field(0, description="Epochs into this stage before A-steps begin.")
+    arch_start: NonNegativeInt = Field(0, le=MAX_EPOCHS, description="Epochs into this stage before A-steps begin (at most 100,000).")
     growing_phase: PositiveInt | None = Field(
         None,
+        le=MAX_EPOCHS,
         description="The growing phase (1, 2, ...) of growing search spaces (P-DARTS) this stage belongs to; "
         "the first stage of a phase builds its networks, and a network's schedule spans the epochs of the "
         "phase's stages that train it. Null: the previous stage's phase, or, when no stage names one, "
@@ -122,7 +129,7 @@ class EvaluateStageBase(Section):
     type: Literal["evaluate"] = Field("evaluate", description="Train a genotype from scratch and test it.")
     name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
     learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
-    genotype: str | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
+    genotype: PathText | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
     seed: NonNegativeInt | None = Field(
         None, description="Seed of the network's initialisation and batch order (null: from the run seed and the stage name)."
     )
@@ -131,6 +138,12 @@ class EvaluateStageBase(Section):
     def _one_source(self) -> "EvaluateStageBase":
         if (self.learner is None) == (self.genotype is None):
             raise ValueError("give exactly one of 'learner' (from this run's search) or 'genotype'")
+        return self
+
+    @model_validator(mode="after")
+    def _min_lr(self) -> "EvaluateStageBase":
+        # optimizer and schedule come with the protocol (every evaluate stage has them)
+        _min_lr_at_most_lr(getattr(self, "optimizer", None), getattr(self, "schedule", None), "this stage's optimizer.lr")
         return self
 
 
@@ -163,12 +176,12 @@ class Expectation(Section):
 
 
 class RunSpec(Section):
-    output: Path = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
+    output: PathField = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (Accelerate).")
     cpu: bool = Field(False, description="Run on the CPU even when an accelerator is present.")
     log_every: PositiveInt = Field(20, description="Log metrics (and sync with the device) every this many iterations.")
     tensorboard: Literal["auto", "on", "off"] = Field("auto", description="TensorBoard events: auto = when installed.")
-    threads: PositiveInt | None = Field(None, description="torch CPU threads (default: torch's choice).")
+    threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: torch's choice; at most 1024).")
     eval_bn: Literal["batch", "running"] = Field(
         "batch",
         description="BatchNorm statistics when measuring the learners' accuracy during the search: batch "
@@ -244,6 +257,24 @@ def _evaluate_stage(entry: Any, optimizer: Any, scheduler: Any) -> type[BaseMode
     return type(f"EvaluateStage_{entry.name}", (EvaluateStageBase, protocol), namespace)
 
 
+def _min_lr_at_most_lr(optimizer: Any, schedule: Any, lr_name: str) -> None:
+    """A schedule ending above its optimizer's lr would raise the rate, not anneal it.
+
+    The error names ``schedule.min_lr`` in its context (``at``), so the loader points at min_lr.
+    """
+    min_lr = getattr(schedule, "min_lr", None)
+    lr = getattr(optimizer, "lr", None)
+    if min_lr is None or lr is None or min_lr <= lr:
+        return
+    given = "" if "min_lr" in schedule.model_fields_set else ", the default"
+    raise PydanticCustomError(
+        "min_lr_above_lr",
+        f"min_lr ({min_lr}{given}) is above {lr_name} ({lr}): the schedule would raise the learning rate; "
+        f"set min_lr to at most {lr}",
+        {"at": "schedule.min_lr"},
+    )
+
+
 def _build_spec_model() -> type[BaseModel]:
     # A mapping that does not name its component means the default one (e.g. `weights: {lr: 0.1}`).
     dataset_union = component("dataset", default="digits")
@@ -269,6 +300,11 @@ def _build_spec_model() -> type[BaseModel]:
             "'grad_clip': the same value as grad_clip. Null: off.",
         )
 
+        @model_validator(mode="after")
+        def _min_lr(self) -> "OptimSpec":
+            _min_lr_at_most_lr(self.weights, self.schedule, "optim.weights.lr")
+            return self
+
     evaluate_members = [
         Annotated[_evaluate_stage(entry, weights_optimizer, scheduler_union), Tag(f"evaluate:{entry.name}")]
         for entry in registry.entries("protocol")
@@ -286,9 +322,16 @@ def _build_spec_model() -> type[BaseModel]:
         version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
         name: str = Field(pattern=NAME_PATTERN, description="Name of the recipe; runs go under <output>/<name>/.")
         description: str = Field("", description="Free text shown by `sgl plan`.")
-        seed: int = Field(0, ge=0, description="Run seed; each learner's seed is derived from it and its name.")
+        seed: int = Field(
+            0, ge=0, le=2**63 - 1,
+            description="Run seed (0 to 2^63 - 1, torch's range); each learner's seed is derived from it and its name.",
+        )
         deterministic: bool = Field(True, description="Deterministic algorithms: a CPU rerun is bit-identical.")
-        plugins: list[str] = Field(default_factory=list, description="Modules to import for third-party components.")
+        plugins: list[str] = Field(
+            default_factory=list,
+            description="Installed `sgl.plugins` entry points this spec needs (entry-point name or module), checked "
+            "to be present; a spec never imports anything. Other modules: `sgl --plugin MODULE`.",
+        )
         data: DataSpec = Field(default_factory=DataSpec, description="Dataset and splits.")
         learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], learner_union] = Field(
             default_factory=dict, description="The group: learner name -> searchable space or fixed model."

@@ -12,9 +12,10 @@ import importlib
 import typing
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path, PurePath
 from typing import Callable, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 #: The kinds of component a spec can name, with the key that names the component in its section.
 KINDS: dict[str, str] = {
@@ -30,15 +31,41 @@ KINDS: dict[str, str] = {
 
 PLUGIN_GROUP = "sgl.plugins"
 
+#: Generous bounds on network sizes shared by search spaces, fixed networks and evaluation: they
+#: refuse nonsense (channels of 10^9) before it becomes an allocation failure or an overflow.
+MAX_CHANNELS = 4096
+MAX_LAYERS = 100
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+
+
+def _plausible_path(value: typing.Any) -> typing.Any:
+    """Refuse paths no file system holds: checking them later (``is_file``) would raise, not answer."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(text.encode("utf-8", "surrogateescape")) > 4096:
+        raise ValueError("a path cannot be longer than 4096 bytes")
+    for part in PurePath(text).parts:
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            raise ValueError(f"a file or folder name cannot be longer than 255 bytes ({part[:24]!r}... is {len(part)})")
+    return value
+
+
+#: A path (or a name that may be one, like a genotype's) that a file system could hold.
+PathField = typing.Annotated[Path, AfterValidator(_plausible_path)]
+PathText = typing.Annotated[str, AfterValidator(_plausible_path)]
+
 
 class RegistryError(LookupError):
     """A name that is not in the catalogue, or a component registered twice."""
 
 
 class ComponentConfig(BaseModel):
-    """Base of every component's config: unknown keys are errors, never silently dropped."""
+    """Base of every component's config: unknown keys are errors, never silently dropped; no float
+    field (a plugin's included) accepts NaN or ±inf, which would validate and then poison a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -111,10 +138,25 @@ def version() -> int:
 _loaded_plugins: set[str] = set()
 
 
-def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
-    """Import third-party components: the ``sgl.plugins`` entry points and the given modules.
+def installed_plugins() -> list[tuple[str, str]]:
+    """(name, value) of every installed ``sgl.plugins`` entry point: the plugins a spec may name."""
+    return [(ep.name, ep.value) for ep in metadata.entry_points(group=PLUGIN_GROUP)]
 
-    Nothing else is imported implicitly. Returns the modules newly imported.
+
+def plugin_installed(name: str) -> bool:
+    """Whether ``name`` is an installed entry point's name, value or module, or a module imported
+    explicitly (``sgl --plugin``). A spec only names plugins; it never chooses what is imported."""
+    if name in _loaded_plugins:
+        return True
+    return any(name in (ep_name, value, value.split(":", 1)[0].strip()) for ep_name, value in installed_plugins())
+
+
+def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
+    """Import third-party components: the ``sgl.plugins`` entry points, and the given modules.
+
+    ``modules`` is for the caller's own code (``sgl --plugin``, a Python script), never for names
+    read from a spec or a run directory: importing a module runs it. Nothing else is imported
+    implicitly. Returns the modules newly imported.
     """
     loaded = []
     for ep in metadata.entry_points(group=PLUGIN_GROUP):
@@ -123,8 +165,15 @@ def load_plugins(modules: typing.Iterable[str] = ()) -> list[str]:
             _loaded_plugins.add(ep.value)
             loaded.append(ep.value)
     for module in modules:
-        if module not in _loaded_plugins:
-            importlib.import_module(module)
-            _loaded_plugins.add(module)
+        if import_plugin(module):
             loaded.append(module)
     return loaded
+
+
+def import_plugin(module: str) -> bool:
+    """Import one module the caller chose (``sgl --plugin``); True when newly imported."""
+    if module in _loaded_plugins:
+        return False
+    importlib.import_module(module)
+    _loaded_plugins.add(module)
+    return True

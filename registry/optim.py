@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Annotated, Callable, Iterable, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -26,7 +26,7 @@ class SGDConfig(OptimizerConfig):
 
     name: Literal["sgd"] = "sgd"
     lr: PositiveFloat = Field(0.025, description="Learning rate (initial, before the schedule).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum μ.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum μ, in [0, 1).")
     weight_decay: NonNegativeFloat = Field(3e-4, description="L2 weight decay.")
     nesterov: bool = Field(False, description="Nesterov momentum.")
 
@@ -38,13 +38,19 @@ class SGDConfig(OptimizerConfig):
         )
 
 
+#: Adam's coefficient: 1 or more makes the running averages diverge (torch refuses it at build time).
+_Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 @register("optimizer", "adam")
 class AdamConfig(OptimizerConfig):
     """Adam: DARTS' optimizer for architecture weights."""
 
     name: Literal["adam"] = "adam"
     lr: PositiveFloat = Field(3e-4, description="Learning rate.")
-    betas: tuple[float, float] = Field((0.5, 0.999), description="Coefficients of the running averages.")
+    betas: tuple[_Beta, _Beta] = Field(
+        (0.5, 0.999), description="Coefficients of the running averages of the gradient and its square, each in [0, 1)."
+    )
     weight_decay: NonNegativeFloat = Field(1e-3, description="L2 weight decay.")
 
     def build(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
@@ -64,7 +70,7 @@ class CosineConfig(SchedulerConfig):
     """Cosine annealing from the optimizer's lr to min_lr over the network's training epochs."""
 
     name: Literal["cosine"] = "cosine"
-    min_lr: NonNegativeFloat = Field(0.001, description="Learning rate at the end.")
+    min_lr: NonNegativeFloat = Field(0.001, description="Learning rate at the end (at most the optimizer's lr).")
     warmup_epochs: NonNegativeInt = Field(
         0,
         description="Scale the first N epochs' lr by (epoch + 1) / N (PC-DARTS' ImageNet search, batch > 256).",

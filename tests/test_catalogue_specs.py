@@ -34,7 +34,8 @@ def _cases():
         elif entry.kind == "dataset":
             text = _spec(data=f"{{dataset: {{{key}: {entry.name}}}, batch_size: 16}}")
         elif entry.kind == "optimizer":
-            text = _spec(optim=f"{{weights: {{name: {entry.name}}}, arch: {{name: {entry.name}}}}}")
+            # min_lr 0: whatever the optimizer's default lr, the schedule must not end above it
+            text = _spec(optim=f"{{weights: {{name: {entry.name}}}, arch: {{name: {entry.name}}}, schedule: {{min_lr: 0}}}}")
         elif entry.kind == "scheduler":
             text = _spec(optim=f"{{schedule: {{name: {entry.name}}}}}")
         elif entry.kind == "pseudo_labeler":

@@ -54,7 +54,7 @@ def test_validate_reports_every_file(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{where(bad, 'dartz')}: learners.alice.kind: unknown learner kind 'dartz'")
-    assert lines[1].startswith(f"{worse}:2:1: YAML syntax error")
+    assert lines[1].startswith(f"{worse}:1:8: YAML syntax error")  # the end of its text, not the line after
 
 
 def test_missing_spec_file_exits_2(tmp_path):

@@ -63,7 +63,7 @@ def test_spec_not_utf8(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_bytes(b"name: \xff\xfe\n")
     line = only(problems(path))
-    assert line.startswith(f"{path}:1:1: not UTF-8")
+    assert line.startswith(f"{path}:1:7: not UTF-8")  # at the first byte that is not UTF-8
 
 
 def test_missing_spec_file(tmp_path):
@@ -352,7 +352,8 @@ def test_syntax_error_in_a_base_points_into_the_base_file(tmp_path):
     base = write_spec(tmp_path, "seed: [1\n", "base.yaml")
     child = write_spec(tmp_path, "extends: base.yaml\nname: child\n", "child.yaml")
     line = only(problems(child))
-    assert line.startswith(f"{base}:2:1: ") and "YAML syntax error" in line
+    # at the end of the base's text, naming where its unclosed '[' opens
+    assert line.startswith(f"{base}:1:9: ") and "YAML syntax error" in line and "'[' at line 1, column 7 is never closed" in line
 
 
 def test_plan_error_from_a_base_points_into_the_base_file(tmp_path):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PositiveInt
 
-from ..core import ComponentConfig, register
+from ..core import ComponentConfig, PathField, register
 
 if TYPE_CHECKING:
     from .base import DataBundle
@@ -33,7 +33,9 @@ class DigitsConfig(DatasetConfig):
     """scikit-learn's 1,797 handwritten 8x8 digits: real data that ships inside the wheel, no download."""
 
     name: Literal["digits"] = "digits"
-    size: PositiveInt = Field(8, description="Resize the images to size x size (8 keeps them as they are).")
+    size: PositiveInt = Field(
+        8, le=512, description="Resize the images to size x size (8 keeps them as they are; at most 512)."
+    )
     channels: Literal[1, 3] = Field(1, description="1 (grey) or 3 (grey repeated, CIFAR-shaped).")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held out as the test set, stratified, from the seed.")
 
@@ -47,7 +49,7 @@ class DigitsConfig(DatasetConfig):
 
 
 class CifarConfig(DatasetConfig):
-    root: Path = Field(Path("data/cifar"), description="Folder holding the CIFAR python batches (relative to the spec).")
+    root: PathField = Field(Path("data/cifar"), description="Folder holding the CIFAR python batches (relative to the spec).")
     download: bool = Field(False, description="Download into root when missing (needs a network).")
     augment: bool = Field(True, description="Random crop with 4-pixel padding and horizontal flip for training.")
 
@@ -79,11 +81,11 @@ class ImageNetFolderConfig(DatasetConfig):
     """An ImageNet-layout folder (root/train/<class>/*, root/val/<class>/*) read with ImageFolder."""
 
     name: Literal["imagenet_folder"] = "imagenet_folder"
-    root: Path = Field(Path("data/imagenet"), description="Folder with train/ and val/ (relative to the spec).")
+    root: PathField = Field(Path("data/imagenet"), description="Folder with train/ and val/ (relative to the spec).")
     subset: float | None = Field(
         None, gt=0, le=1, description="Keep this fraction of training images per class (0.1, 0.025), drawn from the seed."
     )
-    image_size: PositiveInt = Field(224, description="Training crop and evaluation centre-crop size.")
+    image_size: PositiveInt = Field(224, le=4096, description="Training crop and evaluation centre-crop size (at most 4096).")
 
     def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
         from .imagenet import load_imagenet_bundle
@@ -96,11 +98,11 @@ class FakeConfig(DatasetConfig):
     """Random images and labels of any shape, generated from the seed (for tests and benchmarks)."""
 
     name: Literal["fake"] = "fake"
-    train_size: PositiveInt = Field(256, description="Training images.")
-    test_size: PositiveInt = Field(64, description="Test images.")
-    image_size: PositiveInt = Field(32, description="Height and width.")
-    channels: PositiveInt = Field(3, description="Channels.")
-    num_classes: PositiveInt = Field(10, description="Classes.")
+    train_size: PositiveInt = Field(256, le=1_000_000, description="Training images (at most 1,000,000).")
+    test_size: PositiveInt = Field(64, le=1_000_000, description="Test images (at most 1,000,000).")
+    image_size: PositiveInt = Field(32, le=4096, description="Height and width (at most 4096).")
+    channels: PositiveInt = Field(3, le=64, description="Channels (at most 64).")
+    num_classes: PositiveInt = Field(10, le=100_000, description="Classes (at most 100,000).")
 
     def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
         from .fake import load_fake_bundle

@@ -8,21 +8,27 @@ refuses anything else. We check that the files *exist* instead (``_ExistenceChec
 because users legitimately re-pack or copy the batches (and tests write tiny ones), and an md5
 mismatch there says nothing useful. What is still verified: a download's archive md5
 (torchvision's ``download_and_extract_archive``); what a corrupt file still produces: an error
-from unpickling or reshaping, not silent garbage. As with torchvision, the batches are pickles —
-only load files you trust. This relies on torchvision's private ``_check_integrity`` and
-``_load_meta`` hooks; tests/test_datasets.py exercises both, so a rename shows up there.
+from unpickling or reshaping, not silent garbage.
+
+The batches are pickles, and torchvision unpickles them with ``pickle.load``, which runs whatever
+code a crafted file names. We read them ourselves through ``safe_pickle.load`` (plain data and
+numpy arrays only), so ``__init__`` below repeats torchvision's few lines of loading. This relies
+on torchvision's private ``_check_integrity`` and ``_load_meta`` hooks and its ``train_list`` /
+``test_list`` / ``meta`` layout; tests/test_datasets.py exercises them, so a change shows up there.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 from torchvision import datasets, transforms
+from torchvision.datasets.vision import VisionDataset
 
 from ..task import Task
+from . import safe_pickle
 from .base import Cutout, DataBundle, resolve_root
 
 if TYPE_CHECKING:
@@ -48,6 +54,29 @@ class _ExistenceChecked:
     classes: list[str]
     class_to_idx: dict[str, int]
 
+    def __init__(
+        self,
+        root: str | Path,
+        train: bool = True,
+        transform: Callable[..., Any] | None = None,
+        target_transform: Callable[..., Any] | None = None,
+        download: bool = False,
+    ) -> None:
+        # torchvision's CIFAR10.__init__, reading the batches with safe_pickle instead of pickle.
+        VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
+        self.train = train
+        if download:
+            self.download()  # type: ignore[attr-defined]  (torchvision's)
+        if not self._check_integrity():
+            raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+        data, self.targets = [], []
+        for name, _ in self.train_list if train else self.test_list:
+            entry = safe_pickle.load(os.path.join(self.root, self.base_folder, name))
+            data.append(entry["data"])
+            self.targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        self.data = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC
+        self._load_meta()
+
     @classmethod
     def required_files(cls) -> list[str]:
         names = [name for name, _ in cls.train_list + cls.test_list]
@@ -59,8 +88,7 @@ class _ExistenceChecked:
 
     def _load_meta(self) -> None:
         path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        with open(path, "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.classes = safe_pickle.load(path)[self.meta["key"]]
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from ..core import ComponentConfig, register
+from ..core import MAX_BATCH, MAX_CHANNELS, MAX_EPOCHS, MAX_LAYERS, ComponentConfig, register
 from ..optim import CosineConfig, LinearConfig, OptimizerConfig, SchedulerConfig, SGDConfig, StepConfig
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ class EvaluationProtocol(ComponentConfig):
     widens them to every registered optimizer and scheduler.
     """
 
-    epochs: PositiveInt = Field(600, description="Training epochs.")
-    batch_size: PositiveInt = Field(96, description="Batch size per process.")
+    epochs: PositiveInt = Field(600, le=MAX_EPOCHS, description="Training epochs (at most 100,000).")
+    batch_size: PositiveInt = Field(96, le=MAX_BATCH, description="Batch size per process (at most 65,536).")
     grad_clip: PositiveFloat | None = Field(5.0, description="Clip the gradient norm to this (null: no clipping).")
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: SGDConfig(lr=0.025, momentum=0.9, weight_decay=3e-4), description="Optimizer of the evaluated network."
@@ -73,11 +73,11 @@ class GenotypeProtocol(EvaluationProtocol):
     head, drop path ramped linearly over the epochs, cutout and label smoothing. The registered
     protocols below are this training with each method's published defaults (docs/recipes.md)."""
 
-    channels: PositiveInt = Field(36, description="Initial channels (CIFAR: 36, ImageNet: 48).")
-    layers: PositiveInt = Field(20, description="Cells (CIFAR: 20, ImageNet: 14).")
+    channels: PositiveInt = Field(36, le=MAX_CHANNELS, description="Initial channels (CIFAR: 36, ImageNet: 48; at most 4096).")
+    layers: PositiveInt = Field(20, le=MAX_LAYERS, description="Cells (CIFAR: 20, ImageNet: 14; at most 100).")
     auxiliary_weight: NonNegativeFloat = Field(0.4, description="Weight of the auxiliary head's loss (0 disables the head).")
     drop_path: float = Field(0.2, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
-    cutout: NonNegativeInt = Field(16, description="Cutout length for training images (0 disables).")
+    cutout: NonNegativeInt = Field(16, le=4096, description="Cutout length for training images (0 disables; at most 4096).")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the training loss.")
     variant: Literal["auto", "cifar", "imagenet"] = Field(
         "cifar", description="Network stem: CIFAR (3x3, stride 1) or ImageNet (two stride-2 stems); auto picks by image size."
@@ -137,18 +137,18 @@ class PDartsProtocol(GenotypeProtocol):
     DARTS' with batch 128 and drop path 0.3."""
 
     protocol: Literal["p_darts"] = "p_darts"
-    batch_size: PositiveInt = Field(128, description="Batch size per process.")
+    batch_size: PositiveInt = Field(128, le=MAX_BATCH, description="Batch size per process (at most 65,536).")
     drop_path: float = Field(0.3, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
 
 
 class ImageNetProtocol(GenotypeProtocol):
     """The mobile setting: 250 epochs, 14 cells of 48 channels, label smoothing 0.1, no cutout or drop path."""
 
-    epochs: PositiveInt = Field(250, description="Training epochs.")
-    channels: PositiveInt = Field(48, description="Initial channels.")
-    layers: PositiveInt = Field(14, description="Cells.")
+    epochs: PositiveInt = Field(250, le=MAX_EPOCHS, description="Training epochs (at most 100,000).")
+    channels: PositiveInt = Field(48, le=MAX_CHANNELS, description="Initial channels (at most 4096).")
+    layers: PositiveInt = Field(14, le=MAX_LAYERS, description="Cells (at most 100).")
     drop_path: float = Field(0.0, ge=0, lt=1, description="Final drop-path probability (ramped linearly over epochs).")
-    cutout: NonNegativeInt = Field(0, description="Cutout length for training images (0 disables).")
+    cutout: NonNegativeInt = Field(0, le=4096, description="Cutout length for training images (0 disables; at most 4096).")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the training loss.")
     variant: Literal["auto", "cifar", "imagenet"] = Field("imagenet", description="Network stem.")
     optimizer: OptimizerConfig = _sgd(0.1, 3e-5)
@@ -159,7 +159,7 @@ class DartsImageNetProtocol(ImageNetProtocol):
     """DARTS' ImageNet protocol (cnn/train_imagenet.py): batch 128, SGD 0.1 decayed by 0.97 every epoch."""
 
     protocol: Literal["darts_imagenet"] = "darts_imagenet"
-    batch_size: PositiveInt = Field(128, description="Batch size per process.")
+    batch_size: PositiveInt = Field(128, le=MAX_BATCH, description="Batch size per process (at most 65,536).")
     schedule: SchedulerConfig = Field(default_factory=lambda: StepConfig(step_size=1, gamma=0.97), description="Per-epoch schedule.")
 
 
@@ -169,7 +169,7 @@ class PCDartsImageNetProtocol(ImageNetProtocol):
     gentler 5-epoch tail (the large-batch setting — batch 1024, lr 0.5, 5 warm-up epochs — is a recipe's)."""
 
     protocol: Literal["pc_darts_imagenet"] = "pc_darts_imagenet"
-    batch_size: PositiveInt = Field(256, description="Batch size per process.")
+    batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size per process (at most 65,536).")
     schedule: SchedulerConfig = Field(default_factory=lambda: LinearConfig(min_lr=0.0, tail_epochs=5), description="Per-epoch schedule.")
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from ..core import ComponentConfig, register
+from ..core import MAX_CHANNELS, MAX_LAYERS, ComponentConfig, register
 from .genotype import DEFAULT_PRIMITIVES
 
 if TYPE_CHECKING:
@@ -27,9 +27,13 @@ DARTS_PRIMITIVES: tuple[str, ...] = DEFAULT_PRIMITIVES
 class SearchSpaceConfig(ComponentConfig):
     """Common fields of DARTS-family search spaces."""
 
-    channels: PositiveInt = Field(16, description="Initial channels C of the supernet (stem outputs stem_multiplier·C).")
-    nodes: PositiveInt = Field(4, description="Intermediate nodes per cell; the cell outputs their concatenation.")
-    stem_multiplier: PositiveInt = Field(3, description="The stem has stem_multiplier·C channels.")
+    channels: PositiveInt = Field(
+        16, le=MAX_CHANNELS, description="Initial channels C of the supernet (stem outputs stem_multiplier·C; at most 4096)."
+    )
+    nodes: PositiveInt = Field(
+        4, le=16, description="Intermediate nodes per cell; the cell outputs their concatenation (at most 16)."
+    )
+    stem_multiplier: PositiveInt = Field(3, le=16, description="The stem has stem_multiplier·C channels (at most 16).")
     stem: Literal["cifar", "imagenet"] = Field(
         "cifar",
         description="cifar: one 3x3 convolution at full resolution; imagenet: PC-DARTS' ImageNet search stem, "
@@ -107,7 +111,7 @@ class DartsConfig(SearchSpaceConfig):
     """DARTS (Liu et al., 2019): cells of mixed operations weighted by softmax(α)."""
 
     kind: Literal["darts"] = "darts"
-    layers: PositiveInt = Field(8, description="Cells; reductions at layers//3 and 2·layers//3.")
+    layers: PositiveInt = Field(8, le=MAX_LAYERS, description="Cells; reductions at layers//3 and 2·layers//3 (at most 100).")
 
     def build(self, task: Task) -> SearchSpace:
         from .darts import DartsSpace
@@ -120,8 +124,10 @@ class PCDartsConfig(SearchSpaceConfig):
     """PC-DARTS (Xu et al., 2020): partial channel connections and edge normalization β."""
 
     kind: Literal["pc_darts"] = "pc_darts"
-    layers: PositiveInt = Field(8, description="Cells; reductions at layers//3 and 2·layers//3.")
-    partial_channels: PositiveInt = Field(4, description="K: 1/K of the channels go through the mixed op.")
+    layers: PositiveInt = Field(8, le=MAX_LAYERS, description="Cells; reductions at layers//3 and 2·layers//3 (at most 100).")
+    partial_channels: PositiveInt = Field(
+        4, le=MAX_CHANNELS, description="K: 1/K of the channels go through the mixed op (at most 4096, and dividing channels)."
+    )
     edge_normalization: bool = Field(True, description="Weight each node's incoming edges by softmax(β).")
 
     @model_validator(mode="after")
@@ -139,8 +145,10 @@ class PCDartsConfig(SearchSpaceConfig):
 class PDartsPhase(ComponentConfig):
     """One growing phase of P-DARTS."""
 
-    layers: PositiveInt = Field(description="Cells of the supernet in this phase.")
-    ops: PositiveInt = Field(description="Candidate operations per edge in this phase.")
+    layers: PositiveInt = Field(le=MAX_LAYERS, description="Cells of the supernet in this phase (at most 100).")
+    ops: PositiveInt = Field(
+        le=len(DARTS_PRIMITIVES), description=f"Candidate operations per edge in this phase (at most {len(DARTS_PRIMITIVES)})."
+    )
     skip_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after skip-connect in this phase.")
 
 
