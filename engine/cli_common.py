@@ -7,6 +7,7 @@ Exit codes: 0 success (or stopped as asked), 1 a run failed (e.g. a non-finite l
 from __future__ import annotations
 
 import functools
+import pickle
 
 import click
 
@@ -52,7 +53,7 @@ def user_errors(fn):
             if debug():
                 raise
             raise UserError(f"error: {exc}") from None
-        except FileNotFoundError as exc:  # a dataset that is not where the spec says
+        except (FileNotFoundError, pickle.UnpicklingError) as exc:  # a dataset missing, or not what it claims
             if debug():
                 raise
             raise UserError(f"error: {exc}") from None

@@ -153,14 +153,12 @@ def _check_evaluate(stage: BaseModel, index: int, group: _Group, base_dir: Path 
         elif not type(group.configs[stage.learner]).searchable:
             issues.append(PlanIssue(("stages", index, "learner"), f"learner {stage.learner!r} is fixed: it has no genotype to evaluate"))
     if stage.genotype is not None:
-        from sgl.registry.spaces.genotype import GENOTYPES
+        from sgl.registry.spaces.genotype import resolve_genotype
 
-        if stage.genotype not in GENOTYPES:
-            path = Path(stage.genotype)
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
-            if not path.is_file():
-                issues.append(PlanIssue(("stages", index, "genotype"), f"not a named genotype ({', '.join(GENOTYPES)}) and no such file: {str(path)!r}"))
+        try:
+            resolve_genotype(stage.genotype, base_dir)  # a name, or a file that must hold a genotype
+        except (ValueError, OSError) as exc:
+            issues.append(PlanIssue(("stages", index, "genotype"), str(exc)))
     return issues
 
 

@@ -325,8 +325,13 @@ def test_missing_extends_target_in_a_list(tmp_path):
 def test_missing_evaluate_genotype_file(tmp_path):
     path = write_spec(tmp_path, MINI_SPEC.replace("{name: derive}", "{name: evaluate, genotype: found/alice.json}"))
     line = only(problems(path))
-    assert line.startswith(f"{where(path, 'found/alice.json')}: stages.2.genotype: not a named genotype (")
-    assert "DARTS_V2" in line and f"no such file: {str(tmp_path / 'found/alice.json')!r}" in line
+    assert line.startswith(f"{where(path, 'found/alice.json')}: stages.2.genotype: genotype 'found/alice.json' is neither a named genotype (")
+    assert "DARTS_V2" in line and f"(looked for {tmp_path / 'found/alice.json'})" in line
+    # a file that exists but holds no genotype is refused before anything runs
+    (tmp_path / "found").mkdir()
+    (tmp_path / "found/alice.json").write_text("not json")
+    line = only(problems(path))
+    assert line.startswith(f"{where(path, 'found/alice.json')}: stages.2.genotype: {tmp_path / 'found/alice.json'}: not a valid genotype file")
 
 
 def test_evaluate_genotype_file_is_relative_to_the_spec(tmp_path, monkeypatch):
