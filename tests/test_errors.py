@@ -297,7 +297,7 @@ def test_unknown_registry_names_list_the_known_ones(tmp_path, before, after, nee
     "extra, needle, key, message",
     [
         ("optim: {weights: {name: sdg}}", "sdg", "optim.weights.name", "unknown optimizer 'sdg' (did you mean 'sgd'?); known: adam, sgd"),
-        ("optim: {schedule: {name: cosin}}", "cosin", "optim.schedule.name", "unknown scheduler 'cosin' (did you mean 'cosine'?); known: constant, cosine"),
+        ("optim: {schedule: {name: cosin}}", "cosin", "optim.schedule.name", "unknown scheduler 'cosin' (did you mean 'cosine'?); known: constant, cosine, linear, step"),
         ("pseudo_labels: {name: sfot}", "sfot", "pseudo_labels.name", "unknown pseudo-labeler 'sfot' (did you mean 'soft'?); known: hard, soft"),
         ("hypergradient: {method: frist_order}", "frist_order", "hypergradient.method",
          "unknown hypergradient method 'frist_order' (did you mean 'first_order'?); known: darts_unrolled, exact, first_order, full_chain"),
@@ -335,7 +335,11 @@ def test_missing_evaluate_genotype_file(tmp_path):
 
 
 def test_evaluate_genotype_file_is_relative_to_the_spec(tmp_path, monkeypatch):
-    write_spec(tmp_path, '{"normal": [], "reduce": []}', "found/alice.json")
+    import json
+
+    from sgl.registry.spaces.genotype import DARTS_V2
+
+    write_spec(tmp_path, json.dumps(DARTS_V2.to_json()), "found/alice.json")
     path = write_spec(tmp_path, MINI_SPEC.replace("{name: derive}", "{name: evaluate, genotype: found/alice.json}"))
     monkeypatch.chdir(tmp_path.parent)
     assert problems(path) == []
