@@ -1,8 +1,9 @@
 """sgl.registry: the catalogue of components a spec can name.
 
 Importing it registers the built-in components (their config models only; torch is imported when
-a component is built). Third-party components come from the ``sgl.plugins`` entry points or a
-spec's ``plugins:`` list, through ``load_plugins``.
+a component is built). Third-party components come from installed ``sgl.plugins`` entry points
+(a spec's ``plugins:`` list may only name those), or from a module the user names on the command
+line (``sgl --plugin MODULE``); never from a spec file alone.
 """
 
 from .core import KINDS, ComponentConfig, Entry, RegistryError, entries, get, load_plugins, names, register, version

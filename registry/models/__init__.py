@@ -75,7 +75,7 @@ class GenotypeNetConfig(ModelConfig):
     kind: Literal["genotype"] = "genotype"
     genotype: PathText = Field(
         "DARTS_V2",
-        description="A named genotype (DARTS_V1, DARTS_V2, PC_DARTS, PDARTS) or a genotype JSON file.",
+        description="A named genotype (DARTS_V1, DARTS_V2, PC_DARTS, PC_DARTS_IMAGENET, PDARTS) or a genotype JSON file.",
     )
     channels: PositiveInt = Field(36, le=MAX_CHANNELS, description="Initial channels (at most 4096).")
     layers: PositiveInt = Field(20, le=MAX_LAYERS, description="Cells; reductions at layers//3 and 2·layers//3 (at most 100).")
