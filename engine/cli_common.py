@@ -6,12 +6,13 @@ Exit codes: 0 success (or stopped as asked), 1 a run failed (e.g. a non-finite l
 
 from __future__ import annotations
 
+import errno
 import functools
 import pickle
 
 import click
 
-from .errors import ExpectationFailed, ExportError, Interrupted, NonFiniteLoss, ReportError, RunDirError, SpecError
+from .errors import ExpectationFailed, ExportError, Interrupted, NonFiniteLoss, PeerLost, ReportError, RunDirError, SpecError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -61,24 +62,55 @@ def user_errors(fn):
     return wrapper
 
 
+def _leave(ctx: click.Context, code: int) -> None:
+    """Exit with ``code``; several processes leave without the interpreter's teardown, which can
+    hang or abort in gloo after a failure (everything is written and flushed by then)."""
+    import os
+    import sys
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    ctx.exit(code)
+
+
 def run_errors(fn):
-    """Exit codes of runs: 1 failed (a non-finite loss), 130 interrupted, 0 stopped by --stop-after."""
+    """Exit codes of runs: 1 failed (a non-finite loss, a full disk), 2 an output that cannot be
+    written, 130 interrupted (also by a second Ctrl-C, or one before the run began), 0 stopped by
+    --stop-after. The reason is printed even with -q."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
-        except NonFiniteLoss:
+        except (NonFiniteLoss, PeerLost) as exc:
             if debug():
                 raise
+            click.echo(f"stopped: {exc}", err=True)
+            _leave(ctx, 1)
+        except KeyboardInterrupt:
+            if debug():
+                raise
+            click.echo("interrupted: stopped at once, without a checkpoint of the current iteration; "
+                       "`sgl resume` continues from the last checkpoint (if the run had begun)", err=True)
+            _leave(ctx, EXIT_INTERRUPTED)
+        except OSError as exc:
+            if debug():
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise UserError(f"error: cannot write{where}: {exc.strerror or exc}") from None
+            click.echo(f"failed: {exc.strerror or exc}{where}; the last checkpoint is kept: free the space "
+                       "and continue with `sgl resume RUN_DIR`", err=True)
             ctx.exit(1)
         except ExpectationFailed as exc:
             if debug():
                 raise
             click.echo("the run finished, but not as its spec expects:\n" + "\n".join(f"  {line}" for line in exc.lines), err=True)
-            ctx.exit(1)
+            _leave(ctx, 1)
         except Interrupted:
-            ctx.exit(0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)
+            _leave(ctx, 0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)
 
     return wrapper

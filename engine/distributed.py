@@ -46,6 +46,13 @@ class Collectives:
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         return values if self.world == 1 else self.accelerator.reduce(values, reduction="sum")
 
+    def any_of(self, flags: list[bool]) -> list[bool]:
+        """Each flag set on any process (one small collective; the flags alone on one process)."""
+        if self.world == 1:
+            return list(flags)
+        values = torch.tensor([float(f) for f in flags], device=self.device)
+        return [bool(v) for v in (self.accelerator.reduce(values, reduction="sum") > 0).tolist()]
+
     def mean_buffers_(self, module: torch.nn.Module) -> None:
         """Average floating-point buffers (BatchNorm statistics), so every rank holds the same model."""
         if self.world == 1:
@@ -70,3 +77,16 @@ class Collectives:
         box = [value]
         broadcast_object_list(box)
         return box[0]
+
+
+def peer_failure(exc: BaseException) -> bool:
+    """Whether an error is a collective that failed: a peer died, or did not answer in time."""
+    import torch.distributed as dist
+
+    backend_error = getattr(dist, "DistBackendError", ())
+    if backend_error and isinstance(exc, backend_error):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("timed out", "timeout", "connection closed by peer", "connection reset", "gloo", "nccl")
+    )

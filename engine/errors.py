@@ -106,5 +106,10 @@ class ExpectationFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+class PeerLost(RuntimeError):
+    """Another process of the run failed or stopped answering (run.dist_timeout): every process ends
+    (exit 1), and the run resumes from its last checkpoint."""
+
+
 class Interrupted(RuntimeError):
     """The run was stopped (Ctrl-C, SIGTERM or --stop-after) after writing a checkpoint."""

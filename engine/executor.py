@@ -14,7 +14,8 @@ from typing import Any
 
 from . import records as R
 from .checkpoint import Checkpointer, Cursor, rng_state, set_rng_state
-from .errors import ExpectationFailed, Interrupted, NonFiniteLoss
+from .distributed import peer_failure
+from .errors import ExpectationFailed, Interrupted, NonFiniteLoss, PeerLost
 from .expectations import check, describe
 from .evaluation import EvaluationStage
 from .loop import StopControl, TrainingLoop
@@ -55,7 +56,7 @@ class Executor:
         self.checkpointer = Checkpointer(recorder.rundir)
         self.options = options
         self.clock = Clock()
-        self.stop = StopControl(options.stop_after_epochs)
+        self.stop = StopControl(options.stop_after_epochs, self.plan.run.checkpoint_every, runtime.collectives)
         self.progress = Progress(
             total_iterations=self.plan.total_epochs * runtime.iterations,
             enabled=options.progress and runtime.collectives.is_main,
@@ -69,17 +70,27 @@ class Executor:
         at = cursor.to_dict()
         at["elapsed"] = cursor.elapsed + time.perf_counter() - self.clock.started
         at["search_elapsed"] = cursor.search_elapsed + self.clock.search_seconds()
+        scaler = getattr(self.runtime.accelerator, "scaler", None)
         return {
             "cursor": at,
             "learners": {name: learner.state_dict() for name, learner in self.runtime.learners.items()},
             "streams": {name: stream.state_dict() for name, stream in self.runtime.streams.items()},
             "stage": work.state_dict() if work is not None else None,
-            "rng": rng_state(self.runtime.collectives.device),
+            # every process's RNG (a collective: every process checkpoints at the same moment)
+            "rng": self.runtime.collectives.gather_objects(rng_state(self.runtime.collectives.device)),
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "offsets": self.recorder.offsets(),
         }
 
     def _save(self, cursor: Cursor, work: Any = None) -> None:
         self.checkpointer.save(self._state(cursor, work))
+        self.saved_at = (cursor.stage, cursor.epoch, cursor.iteration)
+        self.stop.checkpointed()
+
+    def _own_rng(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """This process's RNG state from a checkpoint (the main process's when the world changed)."""
+        rank = self.runtime.collectives.rank
+        return states[rank] if len(states) == self.runtime.collectives.world else states[0]
 
     def restore(self, state: dict[str, Any]) -> Cursor:
         """Take a checkpoint's state; the running stage's own part waits until that stage starts."""
@@ -89,13 +100,18 @@ class Executor:
         for name, stream in self.runtime.streams.items():
             stream.load_state_dict(state["streams"][name])
         self.recorder.restore(state["offsets"])
+        scaler = getattr(self.runtime.accelerator, "scaler", None)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        rng = self._own_rng(state["rng"])
         if state.get("stage") is None:
             # Taken between stages: the next stage builds what it needs from this very RNG state.
-            set_rng_state(state["rng"], self.runtime.collectives.device)
+            set_rng_state(rng, self.runtime.collectives.device)
         else:
             # Taken inside a stage: its work is rebuilt first (an evaluation reseeds to build its
             # network), then gets its saved state and the RNG state of that moment.
-            self._resume = {"stage": state["stage"], "rng": state["rng"]}
+            self._resume = {"stage": state["stage"], "rng": rng}
+        self.saved_at = (cursor.stage, cursor.epoch, cursor.iteration)
         done = sum(s.epochs for s in self.plan.train_stages if s.index < cursor.stage)
         current = self.plan.stages[min(cursor.stage, len(self.plan.stages) - 1)]
         if isinstance(current, TrainStagePlan):
@@ -104,6 +120,10 @@ class Executor:
         self.progress.message(f"resuming {self.recorder.rundir.path} at stage {current.name}, "
                               f"epoch {cursor.epoch + 1}, iteration {cursor.iteration + 1}")
         return cursor
+
+    def checkpoint_start(self) -> None:
+        """A checkpoint before anything trains: a run killed in its first epoch can be resumed."""
+        self._save(self.cursor)
 
     # -- the run
     def execute(self, cursor: Cursor) -> None:
@@ -117,7 +137,8 @@ class Executor:
                     cursor.stage += 1
                     cursor.epoch = cursor.iteration = 0
                     self._save(cursor)
-                    if self.stop.signalled and cursor.stage < len(self.plan.stages):
+                    stop, _ = self.stop.poll()
+                    if stop and cursor.stage < len(self.plan.stages):
                         raise Interrupted("stopped between stages")
             status = "completed"
         except Interrupted as exc:
@@ -125,13 +146,30 @@ class Executor:
             self.progress.message(f"stopped: {exc}; resume with: sgl resume {self.recorder.rundir.path}")
             raise Interrupted(f"run stopped; resume with: sgl resume {self.recorder.rundir.path}") from None
         except NonFiniteLoss as exc:
-            self.progress.message(f"[red]stopped:[/red] {exc}. The last good checkpoint is kept: {self.recorder.rundir.checkpoint}")
-            raise
+            raise NonFiniteLoss(f"{exc}. The last good checkpoint is kept: {self.recorder.rundir.checkpoint} "
+                                f"({self._where_saved()}); resume with: sgl resume {self.recorder.rundir.path}") from None
+        except RuntimeError as exc:
+            if not peer_failure(exc):
+                raise
+            self.peer_lost = True  # no more collectives: the summary is this process's alone
+            raise PeerLost(f"another process of the run stopped answering or failed ({str(exc).splitlines()[0]}); "
+                           f"run.dist_timeout is {self.plan.run.dist_timeout:g} s. The last checkpoint is kept: "
+                           f"{self.recorder.rundir.checkpoint} ({self._where_saved()}); resume with: "
+                           f"sgl resume {self.recorder.rundir.path}") from None
         finally:
             failed = self._write_summary(cursor, status)
             self.recorder.finish()
         if failed:
             raise ExpectationFailed([describe(r) for r in failed])
+
+    def _where_saved(self) -> str:
+        stage, epoch, iteration = getattr(self, "saved_at", (0, 0, 0))
+        if stage >= len(self.plan.stages):
+            return "the end of the run"
+        name = self.plan.stages[stage].name
+        if epoch == 0 and iteration == 0:
+            return f"the start of stage {name}"
+        return f"stage {name}, epoch {epoch + 1}, iteration {iteration + 1}"
 
     def _run_stage(self, stage: Any, cursor: Cursor) -> None:
         if isinstance(stage, DeriveStagePlan):
@@ -196,10 +234,11 @@ class Executor:
             rows.append({"learner": name, "kind": learner.plan.kind, "val_acc_W": val.get("W"), "val_acc_V": val.get("V"),
                          "test_acc": test.get(name, {}).get(final_net), "genotype": genotype})
         distributed: dict[str, Any] = {"processes": collectives.world}
-        if collectives.world > 1:
+        if collectives.world > 1 and not getattr(self, "peer_lost", False):
             # Every rank must hold the same architecture; record each rank's fingerprint to prove it.
-            fingerprints = collectives.gather_objects(self._arch_fingerprint())
-            distributed["architecture_fingerprints"] = fingerprints
+            fingerprints = collectives.gather_objects(self._fingerprints())  # a collective: all are here
+            distributed["architecture_fingerprints"] = [f[0] for f in fingerprints]
+            distributed["weights_fingerprints"] = [f[1] for f in fingerprints]
             distributed["ranks_agree"] = len(set(fingerprints)) == 1
         search_done = sum(s.epochs for s in self.plan.train_stages if s.index < cursor.stage)
         current = self.plan.stages[cursor.stage] if cursor.stage < len(self.plan.stages) else None
@@ -226,11 +265,16 @@ class Executor:
             self.progress.console.print(f"run directory: {self.recorder.rundir.path}  (figures and a page: sgl report {self.recorder.rundir.path})")
         return [r for r in results if not r["passed"]]
 
-    def _arch_fingerprint(self) -> str:
-        digest = hashlib.sha256()
+    def _fingerprints(self) -> tuple[str, str]:
+        """Digests of every learner's architecture and of its network weights (BatchNorm statistics,
+        which each process gathers from its own data, left out): equal on every process."""
+        arch, weights = hashlib.sha256(), hashlib.sha256()
         for name in sorted(self.runtime.learners):
-            space = self.runtime.learners[name].space
-            if space is not None:
-                for param in space.arch_parameters():
-                    digest.update(param.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+            learner = self.runtime.learners[name]
+            if learner.space is not None:
+                for param in learner.space.arch_parameters():
+                    arch.update(param.detach().cpu().contiguous().numpy().tobytes())
+            for net in learner.nets.values():
+                for param in net.module.parameters():
+                    weights.update(param.detach().cpu().contiguous().numpy().tobytes())
+        return arch.hexdigest()[:16], weights.hexdigest()[:16]

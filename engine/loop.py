@@ -17,19 +17,43 @@ is the stage's work (``search.SearchStage``, ``evaluation.EvaluationStage``):
 from __future__ import annotations
 
 import signal
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from .checkpoint import Cursor
 from .errors import Interrupted
+from .faults import crash_point
 
 
 class StopControl:
-    """Why a run should stop: a signal (Ctrl-C, SIGTERM) or ``--stop-after`` epochs in total."""
+    """When a run should stop or checkpoint: a signal (Ctrl-C, SIGTERM), ``--stop-after`` epochs in
+    total, or ``run.checkpoint_every`` minutes since the last checkpoint.
 
-    def __init__(self, stop_after_epochs: int | None = None) -> None:
+    With several processes every decision is collective (``poll``): a signal that reaches one
+    process, or a clock that runs ahead on one, stops or checkpoints all of them at the same
+    iteration — a process that decided alone would wait forever in the next collective.
+    """
+
+    def __init__(self, stop_after_epochs: int | None = None, checkpoint_every: float | None = None,
+                 collectives: Any = None) -> None:
         self.stop_after_epochs = stop_after_epochs
+        self.checkpoint_every = None if checkpoint_every is None else checkpoint_every * 60.0
+        self.collectives = collectives
         self.signalled = False
+        self.last_checkpoint = time.monotonic()
+
+    def checkpointed(self) -> None:
+        self.last_checkpoint = time.monotonic()
+
+    def poll(self) -> tuple[bool, bool]:
+        """``(stop now, checkpoint now)``, agreed by every process."""
+        due = self.checkpoint_every is not None and time.monotonic() - self.last_checkpoint >= self.checkpoint_every
+        flags = [self.signalled, due]
+        if self.collectives is not None and self.collectives.world > 1:
+            flags = self.collectives.any_of(flags)
+        self.signalled = flags[0]
+        return flags[0], flags[1]
 
     @contextmanager
     def watching_signals(self) -> Iterator[None]:
@@ -69,13 +93,20 @@ class TrainingLoop:
             work.begin_epoch(epoch)
             for it in range(cursor.iteration, work.iterations):
                 work.iteration(epoch)
+                crash_point("iteration")
                 cursor.iteration = it + 1
                 shown, of = work.display(epoch)
                 self.progress.advance(work.name, shown, of, it, work.iterations)
                 if (it + 1) % self.log_every == 0 or it + 1 == work.iterations:
                     work.flush(epoch, it + 1)
-                if self.stop.signalled and it + 1 < work.iterations:
+                if it + 1 == work.iterations:
+                    break  # the epoch's end checkpoints (and honours a stop) below
+                stop, checkpoint = self.stop.poll()
+                if stop or checkpoint:
+                    # Mid-epoch: the interval's metric sums are saved, not flushed, so a resumed
+                    # run writes the very lines an uninterrupted one would.
                     self.save(cursor, work)
+                if stop:
                     raise Interrupted(f"stopped at epoch {shown + 1}, iteration {it + 1}")
             ends_early = work.end_epoch(epoch)
             cursor.epoch, cursor.iteration = epoch + 1, 0
@@ -85,5 +116,6 @@ class TrainingLoop:
             if cursor.epoch == work.epochs or ends_early:
                 return  # the executor moves the cursor past the stage, checkpoints, then honours a stop
             self.save(cursor, work)
+            self.stop.poll()  # a signal on any process stops every process here
             if self.stop.at_epoch_end(cursor.epochs_done):
                 raise Interrupted(f"stopped after epoch {work.display(epoch)[0] + 1}")

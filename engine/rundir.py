@@ -10,27 +10,38 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
+import platform
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import RunDirError
+from .faults import crash_point
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point("write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -38,7 +49,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (not JSON) become null, at any depth."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -70,23 +92,83 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite: bool = False) -> Path:
-    """``explicit`` or ``<output>/<name>/<timestamp>``; never reuses a non-empty folder unless told to."""
+def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite: bool = False) -> tuple[Path, "RunLock"]:
+    """Make the run directory — ``explicit`` or ``<output>/<name>/<timestamp>`` — and take its lock.
+
+    The directory is created atomically (``mkdir`` fails if it exists), so two runs started in the
+    same second get two directories; a non-empty ``explicit`` folder is reused only with
+    ``overwrite``, and never while another run holds it.
+    """
     if explicit is not None:
-        path = explicit
-        if path.exists() and any(path.iterdir()):
+        path = Path(explicit)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"run directory {str(path)!r} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
             if not overwrite:
                 raise RunDirError(f"run directory {str(path)!r} exists and is not empty (use --overwrite to replace it)")
+            with RunLock.take(path):  # not while another run is using it
+                pass
             shutil.rmtree(path)
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = output / name / stamp
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = output / name / f"{stamp}-{suffix}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        path.mkdir(parents=True, exist_ok=True)
+        return path, RunLock.take(path)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (output / name).mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 10_000):
+        path = output / name / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path, RunLock.take(path)
+    raise RunDirError(f"no free run directory name under {output / name} for {stamp}")
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a run (``<run>/.lock``, flock'ed).
+
+    The kernel releases it when the process ends, however it ends, so a killed run never leaves
+    a directory locked; a second ``sgl run --run-dir`` or ``sgl resume`` on it is refused.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, path: Path, handle: Any) -> None:
+        self.path = path
+        self._handle = handle
+
+    @classmethod
+    def take(cls, run_dir: Path) -> "RunLock":
+        import fcntl
+
+        lock_file = Path(run_dir) / cls.NAME
+        try:
+            handle = open(lock_file, "a+")
+        except OSError as exc:
+            raise RunDirError(f"cannot lock run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(f"run directory {str(run_dir)!r} is in use by another run ({holder}); "
+                              "wait for it to end, or use another directory") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}\n")
+        handle.flush()
+        return cls(lock_file, handle)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class RunDir:
@@ -132,6 +214,11 @@ class RunDir:
         return self.path / "checkpoints" / "last.pt"
 
     @property
+    def previous_checkpoint(self) -> Path:
+        """The checkpoint before the last one: kept so an unreadable last one costs one interval."""
+        return self.path / "checkpoints" / "previous.pt"
+
+    @property
     def genotypes(self) -> Path:
         return self.path / "genotypes"
 
@@ -171,6 +258,17 @@ class RunDir:
     def export(self, name: str, suffix: str) -> Path:
         return self.path / "export" / f"{name}{suffix}"
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files of writes a kill interrupted (``.<name>.*.tmp``)."""
+        removed = []
+        if not self.writer or not self.path.is_dir():
+            return removed
+        for tmp in self.path.rglob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
+
     def is_run(self) -> bool:
         return self.path.is_dir() and any(p.exists() for p in (self.run_info, self.summary, self.metrics))
 
@@ -202,7 +300,7 @@ class RunDir:
             return
         if self._metrics is None:
             self._metrics = open(self.metrics, "a", encoding="utf-8")
-        self._metrics.write(json.dumps(record, default=float) + "\n")
+        self._metrics.write(json.dumps(_json_safe(record), default=float, allow_nan=False) + "\n")
         self._metrics.flush()
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:

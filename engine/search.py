@@ -15,6 +15,7 @@ from sgl.registry.hypergrad.base import ArchContext
 
 from . import records as R
 from .errors import NonFiniteLoss
+from .faults import poisoned
 from .metrics import Accumulator
 from .runplan import RunPlan, TrainStagePlan
 from .runtime import Runtime
@@ -78,7 +79,7 @@ class SearchStage:
                     a_step(learners, list(names), self.plan.hypergradient, context, step_ctx)
             elif action.step == "W":
                 for k in names:
-                    self.interval_sums.add(k, "W", w_step(learners[k], x_tr, y_tr, step_ctx))
+                    self.interval_sums.add(k, "W", poisoned(w_step(learners[k], x_tr, y_tr, step_ctx)))
             elif action.step == "PL":
                 for j in names:
                     pseudo[j] = pl_step(learners[j], x_u, self.plan.labeler, step_ctx)
@@ -95,12 +96,12 @@ class SearchStage:
             return
         self.epoch_sums.merge(values)
         global_epoch = self.stage.first_epoch + epoch
-        for (name, net), stats in values.items():
-            if not stats["finite"]:
-                raise NonFiniteLoss(
-                    f"non-finite {net} loss of learner {name!r} in {self.stage.name}, epoch {global_epoch + 1} "
-                    f"(before iteration {iteration}); try a lower learning rate or grad_clip"
-                )
+        bad = [(name, net) for (name, net), stats in values.items() if not stats["finite"]]
+        # every process stops together: one that stopped alone would leave the others waiting
+        if self.runtime.collectives.any_of([bool(bad)])[0]:
+            what = f"{bad[0][1]} loss of learner {bad[0][0]!r}" if bad else "loss on another process"
+            raise NonFiniteLoss(f"non-finite {what} in {self.stage.name}, epoch {global_epoch + 1} "
+                                f"(before iteration {iteration}); try a lower learning rate or grad_clip")
         now = self.clock.process_seconds()
         shown = {}
         for name, nets in _by_learner(values).items():

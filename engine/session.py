@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, Cursor
+from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, CheckpointUnreadable, Cursor, no_usable_checkpoint, read_checkpoint
 from .compile import Compiled, compile_spec
 from .distributed import Collectives
 from .errors import RunDirError
 from .executor import Executor, RunOptions
 from .recorder import Recorder, has_tensorboard
-from .rundir import RunDir, new_run_dir
+from .rundir import RunDir, RunLock, new_run_dir
 from .runplan import RunPlan
 from .runtime import build_runtime
 
@@ -33,7 +33,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     compiled = compile_spec(spec_path, overrides)
     accelerator = make_accelerator(compiled.plan)
     runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)  # loads data: fails before a run directory exists
-    path = _shared_run_dir(runtime.collectives, compiled, options)
+    path, lock = _shared_run_dir(runtime.collectives, compiled, options)
     rundir = RunDir(path, writer=accelerator.is_main_process)
     spec_file = Path(spec_path)
     task = runtime.bundle.task
@@ -53,7 +53,12 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         env=environment(accelerator, compiled.base_dir),
     )
     executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
-    executor.execute(Cursor())
+    executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
+    try:
+        executor.execute(Cursor())
+    finally:
+        if lock is not None:
+            lock.release()
     return path
 
 
@@ -65,20 +70,52 @@ def compile_run(run_dir: str | Path) -> tuple[RunDir, Compiled]:
 
 
 def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
-    """`sgl resume`: continue a run from its last checkpoint with nothing else given."""
+    """`sgl resume`: continue a run from its last checkpoint with nothing else given.
+
+    The last checkpoint is used, or the previous one when the last cannot be read or does not fit
+    the run (saying so). A run whose last stage ended but whose summary was never written (a kill at
+    the very end) gets its summary now.
+    """
     options = options or RunOptions()
     rundir, compiled = compile_run(run_dir)
     accelerator = make_accelerator(compiled.plan)
-    rundir = RunDir(rundir.path, writer=accelerator.is_main_process)
-    state = Checkpointer(rundir).load()
-    runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
-    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
-    cursor = executor.restore(state)
-    if cursor.stage >= len(compiled.plan.stages):
-        executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
-        return rundir.path
-    executor.execute(cursor)
+    main = accelerator.is_main_process
+    lock = RunLock.take(rundir.path) if main else None
+    try:
+        rundir = RunDir(rundir.path, writer=main)
+        rundir.remove_stale_temporaries()
+        executor, cursor = _restore(rundir, compiled, accelerator, options)
+        if cursor.stage >= len(compiled.plan.stages) and rundir.read_summary().get("status") == "completed":
+            executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
+            return rundir.path
+        executor.execute(cursor)
+    finally:
+        if lock is not None:
+            lock.release()
     return rundir.path
+
+
+def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
+    """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
+    failures: list[str] = []
+    for path in Checkpointer(rundir).paths():
+        try:
+            state = read_checkpoint(path)
+        except CheckpointUnreadable as exc:
+            failures.append(str(exc))
+            continue
+        runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
+        executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+        try:
+            cursor = executor.restore(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            failures.append(f"{path}: does not fit this run ({reason})")
+            continue
+        if failures:
+            executor.progress.message(f"[yellow]{'; '.join(failures)}[/yellow] — resumed from {path} instead")
+        return executor, cursor
+    raise no_usable_checkpoint(rundir, failures)
 
 
 def resolved_yaml(compiled: Compiled) -> str:
@@ -117,22 +154,47 @@ def make_accelerator(plan: RunPlan):
         AcceleratorState._reset_state(reset_partial_state=True)
     if plan.run.tensorboard == "on" and not has_tensorboard():
         raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
-    return Accelerator(cpu=plan.run.cpu, mixed_precision=plan.run.mixed_precision)
+    from datetime import timedelta
+
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # Several processes and no GPU (torchrun on a CPU machine): Accelerate forms a group of CPU
+    # processes only when told cpu=True; otherwise each would start its own single-process run.
+    cpu = plan.run.cpu or (_distributed() and not _has_accelerator())
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=plan.run.dist_timeout))
+    return Accelerator(cpu=cpu, mixed_precision=plan.run.mixed_precision, kwargs_handlers=[timeout])
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _shared_run_dir(collectives: Collectives, compiled: Compiled, options: RunOptions) -> Path:
-    """The main process picks the run directory; the others are told which."""
-    path = None
+def _shared_run_dir(collectives: Collectives, compiled: Compiled, options: RunOptions) -> tuple[Path, RunLock | None]:
+    """The main process makes (and locks) the run directory; the others are told which — or told
+    that it failed, so that every process stops with the same message instead of waiting."""
+    made: tuple[str, str] = ("error", "")
+    lock = None
     if collectives.is_main:
         output = compiled.plan.run.output
         # normpath: show runs/quickstart/..., not specs/../runs/quickstart/...
         output = Path(os.path.normpath(output if output.is_absolute() else compiled.base_dir / output))
-        path = str(new_run_dir(output, compiled.plan.name, options.run_dir, options.overwrite))
-    return Path(collectives.broadcast_object(path))
+        try:
+            path, lock = new_run_dir(output, compiled.plan.name, options.run_dir, options.overwrite)
+            made = ("ok", str(path))
+        except RunDirError as exc:
+            made = ("error", str(exc))
+        except OSError as exc:
+            made = ("error", f"cannot make a run directory under {output}: {exc.strerror or exc}")
+    status, value = collectives.broadcast_object(made)
+    if status != "ok":
+        raise RunDirError(value)
+    return Path(value), lock
 
 
 def environment(accelerator: Any, base_dir: Path) -> dict[str, Any]:

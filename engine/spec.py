@@ -106,7 +106,7 @@ class TrainStage(Section):
         description="The growing phase (1, 2, ...) of growing search spaces (P-DARTS) this stage belongs to; "
         "the first stage of a phase builds its networks, and a network's schedule spans the epochs of the "
         "phase's stages that train it. Null: the previous stage's phase, or, when no stage names one, "
-        "each stage with A-steps after the first opens the next phase.",
+        "each stage with A-steps after the first opens the next phase (at most 100,000).",
     )
     early_stop: EarlyStop | None = Field(None, description="Stop this stage early when validation worsens (null: never).")
 
@@ -186,6 +186,19 @@ class RunSpec(Section):
         "batch",
         description="BatchNorm statistics when measuring the learners' accuracy during the search: batch "
         "(as the architecture step sees the network) or running (DARTS' infer; poor early in a search).",
+    )
+    checkpoint_every: PositiveFloat | None = Field(
+        10.0,
+        le=7 * 24 * 60,
+        description="Minutes between checkpoints inside an epoch, besides the one after every epoch, so a kill "
+        "loses minutes, not an epoch (null: only at epoch ends; at most 10,080, a week).",
+    )
+    dist_timeout: PositiveFloat = Field(
+        900.0,
+        le=7 * 24 * 3600,
+        description="Seconds a process waits for the others in a collective before the run fails (a hung or "
+        "stopped peer); generous, since the main process writes checkpoints while the others wait "
+        "(at most 604,800, a week).",
     )
 
 

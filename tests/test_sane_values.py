@@ -104,8 +104,8 @@ def test_the_walk_finds_the_float_fields_it_should():
         "SGDConfig.lr", "SGDConfig.momentum", "SGDConfig.weight_decay", "AdamConfig.betas", "CosineConfig.min_lr",
         "LossWeights.labeled", "LossWeights.pseudo", "SoftConfig.temperature", "HardConfig.threshold",
         "SplitSpec.train", "SplitSpec.val", "DartsUnrolledConfig.r", "FullChainConfig.r", "PDartsPhase.skip_dropout",
-        "GenotypeNetConfig.drop_path", "OptimSpec.grad_clip", "EvaluateStage.grad_clip", "EvaluateStage.drop_path",
-        "EvaluateStage.label_smoothing", "EvaluateStage.auxiliary_weight", "DartsConfig.init_scale",
+        "GenotypeNetConfig.drop_path", "OptimSpec.grad_clip", "EvaluateStage_darts.grad_clip", "EvaluateStage_darts.drop_path",
+        "EvaluateStage_darts.label_smoothing", "EvaluateStage_darts.auxiliary_weight", "DartsConfig.init_scale",
         "PDartsConfig.skip_dropout_decay", "DigitsConfig.test_fraction", "ImageNetFolderConfig.subset",
     ):
         assert expected in names, expected

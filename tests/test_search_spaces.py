@@ -211,7 +211,7 @@ def test_prune_ops_keeps_the_strongest_and_never_none_alone() -> None:
 
 def test_enter_phase_prunes_by_alpha_and_carries_values() -> None:
     torch.manual_seed(4)
-    space = make_config("p_darts", nodes=2, layers=3).build(DIGITS)
+    space = make_config("p_darts", nodes=2, layers=3, on_grow="carry").build(DIGITS)
     assert space.num_phases == 3 and space.phase == 0
     rows = torch.tensor(
         [
