@@ -102,8 +102,9 @@ def run_errors(fn):
             where = f" ({exc.filename})" if exc.filename else ""
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise UserError(f"error: cannot write{where}: {exc.strerror or exc}") from None
-            click.echo(f"failed: {exc.strerror or exc}{where}; the last checkpoint is kept: free the space "
-                       "and continue with `sgl resume RUN_DIR`", err=True)
+            remedy = "free some space, then" if exc.errno == errno.ENOSPC else "fix the cause, then"
+            click.echo(f"failed: {exc.strerror or exc}{where}; the last checkpoint is kept: {remedy} "
+                       "continue with `sgl resume RUN_DIR`", err=True)
             ctx.exit(1)
         except ExpectationFailed as exc:
             if debug():

@@ -17,6 +17,7 @@ from .checkpoint import Checkpointer, Cursor, rng_state, set_rng_state
 from .distributed import peer_failure
 from .errors import ExpectationFailed, Interrupted, NonFiniteLoss, PeerLost
 from .expectations import check, describe
+from .faults import crash_point
 from .evaluation import EvaluationStage
 from .loop import StopControl, TrainingLoop
 from .progress import Progress, expectations_table, summary_table
@@ -257,6 +258,7 @@ class Executor:
         results = check(self.plan.expect, summary) if status == "completed" else []
         if results:
             summary["expectations"] = results
+        crash_point("summary")
         self.recorder.summary(summary)
         if status == "completed" and collectives.is_main and self.options.progress:
             self.progress.console.print(summary_table(rows))

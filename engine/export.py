@@ -182,7 +182,11 @@ def load_learner(run_dir: Path, name: str, accelerator: Any = None):
         accelerator = Accelerator(cpu=True)
     task = run_task(run, plan, base_dir)
     learner = Learner(plan.learners[name], task, accelerator)
-    learner.load_state_dict(state)
+    try:
+        learner.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ExportError(f"{run.checkpoint}: its weights of {name!r} do not fit the run's network "
+                          f"({str(exc).splitlines()[0]})") from None
     return learner, task
 
 

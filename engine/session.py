@@ -113,9 +113,21 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
             failures.append(f"{path}: does not fit this run ({reason})")
             continue
         if failures:
-            executor.progress.message(f"[yellow]{'; '.join(failures)}[/yellow] — resumed from {path} instead")
+            moved = [_set_aside(p) for p in Checkpointer(rundir).paths() if p != path and p.exists() and rundir.writer]
+            kept = f" (kept as {', '.join(str(m) for m in moved)})" if moved else ""
+            executor.progress.message(f"[yellow]{'; '.join(failures)}[/yellow]{kept} — resumed from {path} instead")
         return executor, cursor
     raise no_usable_checkpoint(rundir, failures)
+
+
+def _set_aside(path: Path) -> Path:
+    """Move an unusable checkpoint out of the way (never delete what a run wrote)."""
+    import datetime as _datetime
+
+    stamp = _datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"unusable-{stamp}-{path.name}")
+    os.replace(path, target)
+    return target
 
 
 def resolved_yaml(compiled: Compiled) -> str:

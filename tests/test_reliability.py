@@ -195,9 +195,10 @@ def test_a_run_directory_in_use_is_refused(reference, tmp_path):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     with RunLock.take(busy):
-        for args in (["--run-dir", str(busy)], ["--run-dir", str(busy), "--overwrite"]):
-            result = CliRunner().invoke(main, ["run", str(spec), *args, "-q"])
-            assert result.exit_code == 2 and "in use by another run" in result.output, result.output
+        result = CliRunner().invoke(main, ["run", str(spec), "--run-dir", str(busy), "-q"])
+        assert result.exit_code == 2 and "exists and is not empty" in result.output, result.output
+        result = CliRunner().invoke(main, ["run", str(spec), "--run-dir", str(busy), "--overwrite", "-q"])
+        assert result.exit_code == 2 and "in use by another run (pid" in result.output, result.output
         assert (busy / "keep.txt").exists()  # --overwrite never deletes a directory in use
         (busy / "run.json").write_text("{}")
         result = CliRunner().invoke(main, ["resume", str(busy)])
