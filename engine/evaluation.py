@@ -59,7 +59,8 @@ class EvaluationStage:
         self.epochs = self.protocol.epochs
         plan, collectives = runtime.plan, runtime.collectives
         self.genotype, self.label = stage_genotype(stage, runtime, recorder.rundir)
-        self.bundle = plan.data.dataset.build(runtime.base_dir, seed=plan.seed, **self.protocol.data_options())
+        with runtime.accelerator.main_process_first():  # a download happens once, not per process
+            self.bundle = plan.data.dataset.build(runtime.base_dir, seed=plan.seed, **self.protocol.data_options())
         self.info = self.protocol.network_info(self.genotype, self.bundle.task)
         torch.manual_seed(stream_seed(stage.seed, f"evaluate/{stage.name}"))  # the same weights on every process
         self.net = build_network(self.info).to(collectives.device).train()

@@ -69,7 +69,8 @@ def build_runtime(plan: RunPlan, accelerator: Any, base_dir: Path) -> Runtime:
     configure_torch(plan)
     torch.manual_seed(plan.seed)
     data = plan.data
-    bundle = data.dataset.build(base_dir, seed=plan.seed)
+    with accelerator.main_process_first():  # a download (download: true) happens once, not per process
+        bundle = data.dataset.build(base_dir, seed=plan.seed)
     searched = len(bundle.train) if data.subset is None else min(data.subset, len(bundle.train))
     splits = split_indices(searched, data.split_train, data.split_val,
                            shuffle=data.shuffle, seed=stream_seed(plan.seed, "split"))
@@ -92,5 +93,6 @@ def build_runtime(plan: RunPlan, accelerator: Any, base_dir: Path) -> Runtime:
         mean_grads=collectives.mean_,
         unscale=lambda optimizer: accelerator.unscale_gradients(optimizer=optimizer),
         grad_clip=plan.grad_clip,
+        scaler=getattr(accelerator, "scaler", None),
     )
     return Runtime(plan, accelerator, collectives, base_dir, bundle, splits.val, streams, learners, step_ctx)

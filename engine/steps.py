@@ -30,6 +30,7 @@ class StepContext:
     mean_grads: Callable[[list[torch.Tensor]], None]  # mean over processes, in place (no-op on one)
     unscale: Callable[[torch.optim.Optimizer], None]  # undo a loss scale on this optimizer's gradients
     grad_clip: float | None
+    scaler: Any = None  # fp16's GradScaler (None otherwise): the A-step scales its losses by it too
 
 
 @dataclass
@@ -92,8 +93,17 @@ def v_step(
     return _result(loss, logits, y)
 
 
-def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_ctx: ArchContext, ctx: StepContext) -> None:
-    """Stage 3: every target's A ← optimizer step on the method's architecture gradient."""
+def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_ctx: ArchContext, ctx: StepContext) -> bool:
+    """Stage 3: every target's A ← optimizer step on the method's architecture gradient.
+
+    Under fp16 the method's losses are scaled by the run's loss scale (tiny architecture gradients
+    would underflow in half precision) and its gradients come back unscaled; when one is not finite
+    no architecture moves this iteration and the scale backs off, as the weight steps do. Returns
+    whether the step was taken.
+    """
+    scaler = ctx.scaler
+    if scaler is not None:
+        arch_ctx.loss_scale = float(scaler.get_scale())
     grads = method.compute(arch_ctx)
     for name in targets:
         learner = learners[name]
@@ -104,9 +114,23 @@ def a_step(learners: dict[str, Learner], targets: list[str], method: Any, arch_c
         # One reduction after the method, so every process applies the same update to A, and
         # clipped after it, so every process clips the same gradient.
         ctx.mean_grads([p.grad for p in params])
+    if scaler is not None and not all(bool(torch.isfinite(p.grad).all()) for k in targets for p in learners[k].space.arch_parameters()):
+        for name in targets:
+            learners[name].arch_optimizer.zero_grad(set_to_none=True)
+        _back_off(scaler, learners[targets[0]].device)
+        return False
+    for name in targets:
+        learner = learners[name]
         if learner.plan.arch_grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, learner.plan.arch_grad_clip)
+            torch.nn.utils.clip_grad_norm_(learner.space.arch_parameters(), learner.plan.arch_grad_clip)
         learner.arch_optimizer.step()
+    return True
+
+
+def _back_off(scaler: Any, device: torch.device) -> None:
+    """Lower the loss scale by its back-off factor, as an overflowing optimizer step would."""
+    scaler.scale(torch.zeros((), device=device))  # the scaler creates its scale tensor on first use
+    scaler.update(float(scaler.get_scale()) * scaler.get_backoff_factor())
 
 
 def _result(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> StepResult:
