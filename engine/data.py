@@ -42,7 +42,14 @@ def in_memory(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 class BatchStream:
-    """An endless, seeded stream of batches over ``indices`` of ``dataset``, sharded by rank."""
+    """An endless, seeded stream of batches over ``indices`` of ``dataset``, sharded by rank.
+
+    Three ways to make a batch: gather it from the dataset's tensors when they are plain data (no
+    per-item transform); with ``resident`` (the dataset as tensors already on the device, see
+    ``registry.datasets.batched``), gather and augment it there as a whole, from a generator seeded
+    by the stream, the batch's position and the rank (so it resumes exactly); or item by item
+    through the dataset's transform (``num_workers`` DataLoader workers, pinned memory on a GPU).
+    """
 
     def __init__(
         self,
@@ -55,6 +62,7 @@ class BatchStream:
         world: int = 1,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
+        resident: Any = None,
     ) -> None:
         self.dataset = dataset
         self.indices = indices
@@ -69,6 +77,7 @@ class BatchStream:
             raise ValueError(f"{len(indices)} examples cannot fill one batch of {batch_size} on {world} process(es)")
         self.cycle = 0
         self.pos = 0
+        self.resident = resident
         self._tensors = in_memory(dataset)
         self._perm: torch.Tensor | None = None
         self._loader_iter: Iterator[Any] | None = None
@@ -93,9 +102,23 @@ class BatchStream:
                 yield perm[start : start + self.batch_size].tolist()
             cycle, pos = cycle + 1, 0
 
+    def _resident_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        data = self.resident
+        idx = self._batch_indices(self.cycle, self.pos).to(data.images.device)
+        x, y = data.images[idx], data.labels[idx]
+        if data.augment is None:
+            return x if x.is_floating_point() else x.float(), y
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(((self.seed * 1_000_003 + self.cycle) * 1_000_033 + self.pos) * 64 + self.rank & (2**63 - 1))
+        return data.augment(x, generator), y
+
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.pos >= self.batches_per_cycle:
             self.cycle, self.pos = self.cycle + 1, 0
+        if self.resident is not None:
+            x, y = self._resident_batch()
+            self.pos += 1
+            return x, y
         if self._tensors is not None:
             idx = self._batch_indices(self.cycle, self.pos)
             x, y = self._tensors[0][idx], self._tensors[1][idx]
@@ -114,8 +137,10 @@ class BatchStream:
                 self._loader_iter = iter(loader)
             x, y = next(self._loader_iter)
         self.pos += 1
-        non_blocking = self.device.type == "cuda"
-        return x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+        if self.device.type == "cuda":  # pinned host memory: the copy overlaps the work already queued
+            x, y = (t if t.is_pinned() else t.pin_memory() for t in (x, y))
+            return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
 
     def state_dict(self) -> dict[str, int]:
         return {"cycle": self.cycle, "pos": self.pos}

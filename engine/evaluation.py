@@ -71,7 +71,7 @@ class EvaluationStage:
         self.stream = BatchStream(
             self.bundle.train, torch.arange(len(self.bundle.train)), self.protocol.batch_size,
             stream_seed(stage.seed, f"evaluate/{stage.name}/train"), rank=collectives.rank, world=collectives.world,
-            num_workers=plan.data.num_workers, device=collectives.device,
+            num_workers=runtime.workers(), device=collectives.device, resident=runtime.resident(self.bundle.train),
         )
         self.iterations = self.stream.batches_per_cycle
         self.step_ctx = replace(runtime.step_ctx, grad_clip=self.protocol.grad_clip)

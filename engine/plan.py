@@ -264,7 +264,8 @@ def _data_plan(spec: BaseModel) -> DataPlan:
         examples = {"train": train, "val": min(math.floor(total * data.split.val), total - train)}
     return DataPlan(dataset=data.dataset, split_train=data.split.train, split_val=data.split.val,
                     shuffle=data.split.shuffle, subset=data.subset, unlabeled=data.unlabeled, batch_size=data.batch_size,
-                    eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, examples=examples)
+                    eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, examples=examples,
+                    batches=data.batches, val_every=data.val_every, val_subset=data.val_subset)
 
 
 def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, growing_phase: dict[str, int],

@@ -116,8 +116,11 @@ class DataPlan:
     unlabeled: Literal["train", "val"]
     batch_size: int
     eval_batch_size: int
-    num_workers: int
+    num_workers: int | str           # "auto": decided by the device
     examples: dict[str, int | None]  # D_train / D_val sizes when known without loading
+    batches: str = "auto"            # "device", "per_image" or "auto" (decided by the device)
+    val_every: int = 1               # measure D_val accuracy every this many epochs
+    val_subset: int | None = None    # on D_val's first N images
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ reproduce bit for bit; the executor and the public runner both start from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class Runtime:
     streams: dict[str, BatchStream]    # train / val / unlabeled (empty for evaluation-only plans)
     learners: dict[str, Learner]
     step_ctx: StepContext
+    resident_data: dict[int, Any] = field(default_factory=dict, repr=False)  # dataset id -> on the device
 
     @property
     def iterations(self) -> int:
@@ -50,11 +52,41 @@ class Runtime:
                            self.collectives, self.accelerator.autocast, with_loss=with_loss)
 
     def val_accuracy(self, learner: Learner, net: str, with_loss: bool = False) -> tuple[float, float | None]:
-        return self.network_accuracy(learner, net, self.bundle.train, self.val_indices, with_loss)
+        """On D_val (or its first ``data.val_subset`` images), through the evaluation transform."""
+        images = self.bundle.train_eval if self.bundle.train_eval is not None else self.bundle.train
+        indices = self.val_indices if self.plan.data.val_subset is None else self.val_indices[: self.plan.data.val_subset]
+        return self.network_accuracy(learner, net, images, indices, with_loss)
+
+    def resident(self, dataset: Any) -> Any:
+        """``dataset`` held on the device with its augmentation as a batch operation, when batches
+        are made on the device and the dataset can be (else None: batches come image by image)."""
+        if not on_device_batches(self.plan, self.collectives):
+            return None
+        cache = self.resident_data
+        if id(dataset) not in cache:
+            data = dataset.in_memory() if hasattr(dataset, "in_memory") else None
+            if data is not None:
+                device = self.collectives.device
+                data = type(data)(data.images.to(device), data.labels.to(device), data.augment)
+            cache[id(dataset)] = data
+        return cache[id(dataset)]
+
+    def workers(self) -> int:
+        return data_workers(self.plan, self.collectives)
 
     def test_accuracies(self) -> dict[str, dict[str, float]]:
         return {name: {net: self.network_accuracy(learner, net, self.bundle.test, None)[0] for net in learner.nets}
                 for name, learner in self.learners.items()}
+
+
+def on_device_batches(plan: RunPlan, collectives: Collectives) -> bool:
+    return plan.data.batches == "device" or (plan.data.batches == "auto" and collectives.device.type == "cuda")
+
+
+def data_workers(plan: RunPlan, collectives: Collectives) -> int:
+    if plan.data.num_workers != "auto":
+        return int(plan.data.num_workers)
+    return min(8, os.cpu_count() or 1) if collectives.device.type == "cuda" else 0
 
 
 def configure_torch(plan: RunPlan) -> None:
@@ -76,18 +108,19 @@ def build_runtime(plan: RunPlan, accelerator: Any, base_dir: Path) -> Runtime:
                            shuffle=data.shuffle, seed=stream_seed(plan.seed, "split"))
     collectives = Collectives(accelerator)
     streams = {}
+    runtime = Runtime(plan, accelerator, collectives, base_dir, bundle, splits.val, streams, {}, None)  # filled below
     if plan.train_stages:  # an evaluation-only plan has no search streams (its data may be too small)
         common = dict(batch_size=data.batch_size, rank=collectives.rank, world=collectives.world,
-                      num_workers=data.num_workers, device=collectives.device)
+                      num_workers=runtime.workers(), device=collectives.device, resident=runtime.resident(bundle.train))
         unlabeled = splits.train if data.unlabeled == "train" else splits.val
-        streams = {
+        streams.update({
             "train": BatchStream(bundle.train, splits.train, seed=stream_seed(plan.seed, "train"), **common),
             "val": BatchStream(bundle.train, splits.val, seed=stream_seed(plan.seed, "val"), **common),
             "unlabeled": BatchStream(bundle.train, unlabeled, seed=stream_seed(plan.seed, "unlabeled"), **common),
-        }
-    learners = {name: Learner(lp, bundle.task, accelerator) for name, lp in plan.learners.items()}
+        })
+    runtime.learners.update({name: Learner(lp, bundle.task, accelerator) for name, lp in plan.learners.items()})
     torch.manual_seed(plan.seed)  # the training stream of randomness starts from the run seed
-    step_ctx = StepContext(
+    runtime.step_ctx = StepContext(
         autocast=accelerator.autocast,
         backward=accelerator.backward,
         mean_grads=collectives.mean_,
@@ -95,4 +128,4 @@ def build_runtime(plan: RunPlan, accelerator: Any, base_dir: Path) -> Runtime:
         grad_clip=plan.grad_clip,
         scaler=getattr(accelerator, "scaler", None),
     )
-    return Runtime(plan, accelerator, collectives, base_dir, bundle, splits.val, streams, learners, step_ctx)
+    return runtime

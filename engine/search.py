@@ -127,6 +127,8 @@ class SearchStage:
         global_epoch = self.stage.first_epoch + epoch
         now = self.clock.process_seconds()
         rule = self.stage.early_stop
+        every = self.plan.data.val_every
+        measured = (global_epoch + 1) % every == 0 or global_epoch + 1 == self.plan.total_epochs or epoch + 1 == self.epochs
         watched = []
         for name, learner in learners.items():
             record: dict[str, Any] = {R.KIND: R.EPOCH, R.STAGE_OF_SEARCH: self.stage.name, R.EPOCH_INDEX: global_epoch, R.LEARNER: name}
@@ -135,12 +137,13 @@ class SearchStage:
                 record[R.train_acc(net)] = stats["acc"]
             final = learner.plan.arch_net or ("V" if "V" in learner.nets else "W")
             for net_name, net in learner.nets.items():
-                acc, loss = self.runtime.val_accuracy(learner, net_name, with_loss=rule is not None)
-                record[R.val_acc(net_name)] = acc
-                if loss is not None:
-                    record[R.val_loss(net_name)] = loss
-                if net_name == final and rule is not None:
-                    watched.append(loss if rule.metric == "val_loss" else acc)
+                if measured:
+                    acc, loss = self.runtime.val_accuracy(learner, net_name, with_loss=rule is not None)
+                    record[R.val_acc(net_name)] = acc
+                    if loss is not None:
+                        record[R.val_loss(net_name)] = loss
+                    if net_name == final and rule is not None:
+                        watched.append(loss if rule.metric == "val_loss" else acc)
                 record[R.lr(net_name)] = net.lr
             if learner.space is not None:
                 entropy = learner.space.entropy()
@@ -154,7 +157,7 @@ class SearchStage:
                                         if isinstance(v, float) and R.is_val_acc(k))
                  for name in learners]
         self.progress.message(escape(f"[{self.stage.name}] epoch {global_epoch + 1}/{self.plan.total_epochs} done · " + " · ".join(lines)))
-        return rule is not None and self._worsened(sum(watched) / len(watched), rule)
+        return bool(watched) and self._worsened(sum(watched) / len(watched), rule)
 
     def _worsened(self, value: float, rule: Any) -> bool:
         """Record this epoch's measure; True once it worsened ``rule.patience`` epochs in a row."""

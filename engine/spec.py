@@ -69,9 +69,31 @@ class DataSpecBase(Section):
     )
     batch_size: PositiveInt = Field(64, le=MAX_BATCH, description="Batch size of every search stream, per process (at most 65,536).")
     eval_batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size for measuring accuracy (at most 65,536).")
-    num_workers: NonNegativeInt = Field(
-        0, le=256, description="DataLoader worker processes (0: load in the main process; at most 256)."
+    num_workers: NonNegativeInt | Literal["auto"] = Field(
+        "auto",
+        description="DataLoader worker processes for datasets read image by image (0: in the main process; at "
+        "most 256). auto: up to 8 (the CPU count) on a GPU, 0 on the CPU, where workers would change the "
+        "random augmentation of a CPU run.",
     )
+    batches: Literal["auto", "device", "per_image"] = Field(
+        "auto",
+        description="How training batches are made: device keeps an in-memory dataset (digits, CIFAR, fake) on the "
+        "accelerator and augments whole batches there; per_image transforms one image at a time on the CPU "
+        "(DataLoader workers, pinned memory). auto: device on a GPU, per_image on the CPU (bit for bit as "
+        "earlier versions).",
+    )
+    val_every: PositiveInt = Field(
+        1, le=MAX_EPOCHS, description="Measure the learners' accuracy on D_val every this many search epochs (and after the last)."
+    )
+    val_subset: PositiveInt | None = Field(
+        None, description="Measure the accuracy on D_val's first N images only (null: all of D_val)."
+    )
+
+    @model_validator(mode="after")
+    def _workers(self) -> "DataSpecBase":
+        if isinstance(self.num_workers, int) and self.num_workers > 256:
+            raise ValueError(f"num_workers must be at most 256, got {self.num_workers}")
+        return self
 
 
 class LossWeights(Section):

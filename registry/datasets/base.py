@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -17,15 +17,21 @@ from torch.utils.data import Dataset
 
 from ..task import Task
 
+if TYPE_CHECKING:
+    from .batched import InMemory
+
 
 @dataclass
 class DataBundle:
     """A loaded dataset: ``train`` carries the dataset's standard training augmentation, ``test``
-    the evaluation transform. The engine carves train / val / unlabeled out of ``train``."""
+    the evaluation transform. The engine carves train / val / unlabeled out of ``train``; it
+    measures accuracy on D_val through ``train_eval``, the same images with the evaluation
+    transform (``train`` itself when a loader gives none)."""
 
     train: Dataset
     test: Dataset
     task: Task
+    train_eval: Dataset | None = None
 
 
 class TensorImageDataset(Dataset):
@@ -56,6 +62,21 @@ class TensorImageDataset(Dataset):
     @property
     def targets(self) -> Tensor:
         return self.labels
+
+    def in_memory(self) -> "InMemory | None":
+        """The images as one tensor with the training augmentation as a batch operation, when the
+        transform is one the batch form has (none, or Cutout)."""
+        from .batched import BatchAugment, InMemory
+
+        if self.transform is None:
+            return InMemory(self.images, self.labels, None)
+        if isinstance(self.transform, Cutout):
+            return InMemory(self.images, self.labels, BatchAugment(cutout=self.transform.length))
+        return None
+
+    def without_transform(self) -> "TensorImageDataset":
+        """The same images (shared, not copied) without the training transform."""
+        return TensorImageDataset(self.images, self.labels)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -19,17 +19,20 @@ on torchvision's private ``_check_integrity`` and ``_load_meta`` hooks and its `
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+import torch
 from torchvision import datasets, transforms
 from torchvision.datasets.vision import VisionDataset
 
 from ..task import Task
 from . import safe_pickle
 from .base import Cutout, DataBundle, resolve_root
+from .batched import BatchAugment, InMemory
 
 if TYPE_CHECKING:
     from . import CifarConfig
@@ -92,6 +95,16 @@ class _ExistenceChecked:
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
+    batch_augment: BatchAugment | None = None  # the training transform as a batch operation
+
+    def in_memory(self) -> InMemory | None:
+        """The images as one byte tensor ``[N, 3, 32, 32]`` and the transform as a batch operation."""
+        if self.batch_augment is None:
+            return None
+        images = torch.from_numpy(np.ascontiguousarray(self.data.transpose((0, 3, 1, 2))))
+        return InMemory(images, torch.as_tensor(self.targets, dtype=torch.long), self.batch_augment)
+
+
 class CIFAR10Files(_ExistenceChecked, datasets.CIFAR10):
     """torchvision's CIFAR10 accepting any batch files in the standard pickle layout."""
 
@@ -131,5 +144,10 @@ def load_cifar_bundle(cfg: CifarConfig, *, base_dir: Path, cutout: int = 0) -> D
     train_tf, test_tf = cifar_transforms(mean, std, augment=cfg.augment, cutout=cutout)
     # download=True is a no-op when the files exist (our _check_integrity says so)
     train = cls(str(root), train=True, transform=train_tf, download=cfg.download)
+    train.batch_augment = BatchAugment(pad=4 if cfg.augment else 0, flip=cfg.augment, mean=mean, std=std, cutout=cutout)
+    train_eval = copy.copy(train)  # the same arrays, the evaluation transform
+    train_eval.transform, train_eval.batch_augment = test_tf, BatchAugment(mean=mean, std=std)
     test = cls(str(root), train=False, transform=test_tf, download=False)
-    return DataBundle(train=train, test=test, task=Task(num_classes=num_classes, in_channels=3, image_size=32))
+    test.batch_augment = BatchAugment(mean=mean, std=std)
+    return DataBundle(train=train, test=test, train_eval=train_eval,
+                      task=Task(num_classes=num_classes, in_channels=3, image_size=32))

@@ -70,8 +70,10 @@ def load_digits_bundle(cfg: DigitsConfig, *, seed: int, cutout: int = 0) -> Data
     images = (images - mean) / std
 
     transform = Cutout(cutout) if cutout > 0 else None
+    train = TensorImageDataset(images[train_idx].contiguous(), labels[train_idx], transform=transform)
     return DataBundle(
-        train=TensorImageDataset(images[train_idx].contiguous(), labels[train_idx], transform=transform),
+        train=train,
+        train_eval=train.without_transform(),
         test=TensorImageDataset(images[test_idx].contiguous(), labels[test_idx]),
         task=Task(num_classes=NUM_CLASSES, in_channels=cfg.channels, image_size=cfg.size),
     )

@@ -30,8 +30,10 @@ def load_fake_bundle(cfg: FakeConfig, *, seed: int, cutout: int = 0) -> DataBund
     train_images, train_labels = draw(cfg.train_size)
     test_images, test_labels = draw(cfg.test_size)
     transform = Cutout(cutout) if cutout > 0 else None
+    train = TensorImageDataset(train_images, train_labels, transform=transform)
     return DataBundle(
-        train=TensorImageDataset(train_images, train_labels, transform=transform),
+        train=train,
+        train_eval=train.without_transform(),
         test=TensorImageDataset(test_images, test_labels),
         task=Task(num_classes=cfg.num_classes, in_channels=cfg.channels, image_size=cfg.image_size),
     )

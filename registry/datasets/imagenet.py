@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,4 +85,6 @@ def load_imagenet_bundle(cfg: ImageNetFolderConfig, *, base_dir: Path, seed: int
         train.targets = [label for _, label in train.samples]
 
     task = Task(num_classes=len(train.classes), in_channels=3, image_size=cfg.image_size)
-    return DataBundle(train=train, test=test, task=task)
+    train_eval = copy.copy(train)  # the same file list, the evaluation transform
+    train_eval.transform = eval_tf
+    return DataBundle(train=train, test=test, task=task, train_eval=train_eval)
