@@ -15,6 +15,7 @@ import torch
 class Collectives:
     def __init__(self, accelerator: Any) -> None:
         self.accelerator = accelerator
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
     @property
     def world(self) -> int:
@@ -33,15 +34,24 @@ class Collectives:
         return self.accelerator.device
 
     def mean_(self, tensors: list[torch.Tensor]) -> None:
-        """Replace each tensor by its mean over the processes, in one collective (no-op alone)."""
+        """Replace each tensor by its mean over the processes, in one collective (no-op alone).
+
+        The tensors are packed into a buffer kept between calls (one per set of sizes: a network's
+        gradients come back every step), reduced in place, and unpacked with one fused copy.
+        """
         tensors = [t for t in tensors if t is not None]
         if self.world == 1 or not tensors:
             return
-        flat = self.accelerator.reduce(torch.cat([t.reshape(-1) for t in tensors]), reduction="mean")
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
+        import torch.distributed as dist
+
+        key = (tensors[0].device, tensors[0].dtype, tuple(t.numel() for t in tensors))
+        flat = self._buffers.get(key)
+        if flat is None:
+            flat = self._buffers[key] = torch.empty(sum(key[2]), device=key[0], dtype=key[1])
+        torch.cat([t.reshape(-1) for t in tensors], out=flat)
+        dist.all_reduce(flat)
+        flat.div_(self.world)
+        torch._foreach_copy_(tensors, [chunk.view_as(t) for chunk, t in zip(flat.split(key[2]), tensors)])
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         return values if self.world == 1 else self.accelerator.reduce(values, reduction="sum")

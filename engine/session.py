@@ -160,6 +160,12 @@ def make_accelerator(plan: RunPlan):
     if plan.deterministic:
         # cuBLAS needs this before its first use to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched and launched != plan.run.mixed_precision:
+        import click
+
+        click.echo(f"note: `accelerate launch` asked for mixed precision {launched!r}; the spec's run.mixed_precision "
+                   f"({plan.run.mixed_precision!r}) is used (override it: run.mixed_precision={launched})", err=True)
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") not in (None, plan.run.mixed_precision) and not _distributed():
         # A second run in one process (tests, notebooks) with another precision: start afresh.

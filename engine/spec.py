@@ -361,7 +361,12 @@ def _build_spec_model() -> type[BaseModel]:
             0, ge=0, le=2**63 - 1,
             description="Run seed (0 to 2^63 - 1, torch's range); each learner's seed is derived from it and its name.",
         )
-        deterministic: bool = Field(True, description="Deterministic algorithms: a CPU rerun is bit-identical.")
+        deterministic: bool | None = Field(
+            None,
+            description="Deterministic algorithms. Null: on the CPU (where a rerun is then bit-identical), off on a "
+            "GPU, which runs cuDNN's fastest kernels (cudnn.benchmark) instead: deterministic GPU kernels are often "
+            "10-30% slower and a GPU rerun still differs in the last bits from another GPU's.",
+        )
         plugins: list[str] = Field(
             default_factory=list,
             description="Installed `sgl.plugins` entry points this spec needs (entry-point name or module), checked "
