@@ -1,0 +1,286 @@
+"""K DARTS-family supernets of one structure run as one network: fewer, larger calls, same math.
+
+``FusedDartsNetwork.from_networks(nets)`` takes K plain ``DartsNetwork``s made by the same search
+space configuration (DARTS, PC-DARTS, or a P-DARTS phase; weights, arch weights and, for P-DARTS,
+the ops kept per edge may differ) and builds one network whose channels are the learners'
+stacked (``fused_cell``): the stem is one conv with K·C_stem outputs, every per-channel op runs
+over K·C channels, every dense conv becomes a grouped conv, and within a cell the edges that read
+the same state and apply the same op are one call (``fused_plan``). K = 1 is edge batching alone.
+
+Every learner reads the same input batch; ``forward(x, archs)`` returns ``[K, B, classes]``.
+Weights go in and out in the plain networks' ``state_dict`` format (``load_learner_state_dict``,
+``learner_state_dict``, ``write_back``), so checkpoints and exports keep plain keys.
+
+Optimisers: SGD (momentum, weight decay, Nesterov) and Adam/AdamW update every element from that
+element's own gradient and state only, so one optimiser over ``fused.parameters()`` performs
+exactly the K per-learner optimisers' steps, provided the K learners share the hyperparameters
+(learning rate, momentum, ...). Gradient clipping is not elementwise: use
+``clip_learner_grad_norms_`` (each learner's norm over its own slices of every parameter).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator, Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .darts import DartsNetwork
+from .fused_cell import FusedCell
+from .fused_ops import Link, PlainRef, RowBatchNorm, Rows
+from .fused_plan import CellPlan, build_plan
+
+
+class StemRows(Rows):
+    """K stem convs on the same input: one dense conv with K·C_stem outputs."""
+
+    def __init__(self, refs: Sequence[PlainRef]) -> None:
+        super().__init__()
+        conv = refs[0].module
+        if not isinstance(conv, nn.Conv2d) or conv.bias is not None or conv.groups != 1:
+            raise TypeError(f"expected a dense bias-free stem conv, got {conv}")
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self._stacked("weight", refs, "weight", parameter=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
+
+
+class ClassifierRows(Rows):
+    """K linear classifiers ``[K, classes, C]`` applied to each learner's pooled features at once."""
+
+    def __init__(self, refs: Sequence[PlainRef]) -> None:
+        super().__init__()
+        lin = refs[0].module
+        if not isinstance(lin, nn.Linear) or lin.bias is None:
+            raise TypeError(f"expected a Linear classifier with bias, got {lin}")
+        K = len(refs)
+        self._stacked("weight", refs, "weight", parameter=True, shape=(K, *lin.weight.shape))
+        self._stacked("bias", refs, "bias", parameter=True, shape=(K, *lin.bias.shape))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features``: ``[B, K, C]`` → logits ``[K, B, classes]``."""
+        return torch.baddbmm(self.bias.unsqueeze(1), features.transpose(0, 1), self.weight.transpose(1, 2))
+
+
+class _TypePlan(nn.Module):
+    """Where each unit's weight sits in the stacked arch tensors of one cell type (buffers, so they
+    follow ``.to(device)``)."""
+
+    def __init__(self, plan: CellPlan) -> None:
+        super().__init__()
+        self.plan = plan
+        weight_index = [i for wave in plan.waves for g in wave.groups for i in g.weight_index]
+        self.weight_sizes = [len(g.weight_index) for wave in plan.waves for g in wave.groups]
+        self.group_counts = [len(wave.groups) for wave in plan.waves]
+        self.bypass_sizes = [len(wave.bypass_index) for wave in plan.waves]
+        bypass_index = [i for wave in plan.waves for i in wave.bypass_index]
+        self.register_buffer("weight_index", torch.tensor(weight_index, dtype=torch.long), persistent=False)
+        self.register_buffer("bypass_index", torch.tensor(bypass_index, dtype=torch.long), persistent=False)
+
+    def split(
+        self, ops: torch.Tensor, edges: Optional[torch.Tensor]
+    ) -> tuple[list[list[torch.Tensor]], list[Optional[torch.Tensor]]]:
+        """``ops`` ``[K, E, O]`` and ``edges`` ``[K, E]`` or None → per wave, per group, per unit weights
+        (β folded into the op weights) and per wave, per unit β (None without edge weights)."""
+        if edges is not None:
+            ops = ops * edges.unsqueeze(-1)
+        flat = ops.reshape(-1).index_select(0, self.weight_index).split(self.weight_sizes)
+        per_wave, start = [], 0
+        for count in self.group_counts:
+            per_wave.append(list(flat[start : start + count]))
+            start += count
+        if edges is None:
+            return per_wave, [None] * len(self.group_counts)
+        bypass = edges.reshape(-1).index_select(0, self.bypass_index).split(self.bypass_sizes)
+        return per_wave, list(bypass)
+
+
+class FusedDartsNetwork(nn.Module):
+    """K plain ``DartsNetwork``s of one structure as one network; see the module docstring."""
+
+    def __init__(self, networks: Sequence[DartsNetwork]) -> None:
+        """Builds the structure (tensors zero); ``from_networks`` also copies the weights in."""
+        super().__init__()
+        if not networks:
+            raise ValueError("give at least one network to fuse")
+        for net in networks:
+            if not isinstance(net, DartsNetwork):
+                raise TypeError(f"can only fuse DartsNetwork supernets, got {type(net).__name__}")
+        first = networks[0]
+        if any(len(n.cells) != len(first.cells) for n in networks):
+            raise ValueError(f"the networks to fuse have different depths: {[len(n.cells) for n in networks]}")
+        self.learners = K = len(networks)
+        names = [{id(m): name for name, m in net.named_modules()} for net in networks]
+
+        def qualname(k: int, module: nn.Module) -> str:
+            return names[k][id(module)]
+
+        def refs(get) -> list[PlainRef]:  # type: ignore[no-untyped-def]
+            return [PlainRef(k, qualname(k, get(n)), get(n)) for k, n in enumerate(networks)]
+
+        self.stem_conv = StemRows(refs(lambda n: n.stem[0]))
+        self.stem_bn = RowBatchNorm(refs(lambda n: n.stem[1]))
+        plans: dict[str, CellPlan] = {}
+        self.cells = nn.ModuleList()
+        for i in range(len(first.cells)):
+            cells = [n.cells[i] for n in networks]
+            plan = build_plan(cells)
+            kind = cells[0].cell_type
+            if plans.setdefault(kind, plan) != plan:
+                raise ValueError(f"the {kind} cells of a network differ in their operations; cannot fuse")
+            self.cells.append(FusedCell(cells, qualname, plans[kind]))
+        self.type_plans = nn.ModuleDict({kind: _TypePlan(plan) for kind, plan in plans.items()})
+        self.classifier = ClassifierRows(refs(lambda n: n.classifier))
+        self.plain_keys: list[list[str]] = [list(net.state_dict().keys()) for net in networks]
+        self._owners: dict[tuple[int, str], torch.Tensor] = {}
+        for k, keys in enumerate(self.plain_keys):
+            linked = {link.key for _, _, links in self._links() for link in links if link.learner == k}
+            if linked != set(keys):
+                missing, extra = sorted(set(keys) - linked), sorted(linked - set(keys))
+                raise ValueError(f"learner {k}: the fused network does not cover {missing[:5]} / names unknown {extra[:5]}")
+
+    @classmethod
+    def from_networks(cls, networks: Sequence[DartsNetwork]) -> FusedDartsNetwork:
+        """A fused network holding copies of the networks' weights and BN buffers, in their train/eval mode."""
+        fused = cls(networks)
+        for k, net in enumerate(networks):
+            fused.load_learner_state_dict(k, net.state_dict())
+        return fused.train(networks[0].training)
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, archs: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+        """Logits ``[K, B, classes]`` of every learner on the same batch ``x``.
+
+        ``archs[k]`` is learner k's architecture, the dict its search space returns (``space()``).
+        """
+        if isinstance(archs, Mapping) or len(archs) != self.learners:
+            raise ValueError(f"give a sequence of {self.learners} architecture dicts, one per learner")
+        weights = {kind: self._arch_weights(kind, archs) for kind in self.type_plans}
+        s0 = s1 = self.stem_bn(self.stem_conv(x))
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, *weights[cell.cell_type])
+        B = s1.shape[0]
+        features = F.adaptive_avg_pool2d(s1, 1).view(B, self.learners, -1)
+        return self.classifier(features)
+
+    def _arch_weights(self, kind: str, archs: Sequence[Mapping[str, torch.Tensor]]):  # type: ignore[no-untyped-def]
+        ops = torch.stack([a[kind] for a in archs])
+        has_edges = [f"{kind}_edges" in a for a in archs]
+        if any(has_edges) and not all(has_edges):
+            raise ValueError(f"either every learner's architecture weighs the {kind} edges or none does")
+        edges = torch.stack([a[f"{kind}_edges"] for a in archs]) if all(has_edges) else None
+        plan: _TypePlan = self.type_plans[kind]  # type: ignore[assignment]
+        if tuple(ops.shape[1:]) != (plan.plan.edges, plan.plan.ops):
+            raise ValueError(f"{kind} op weights of shape {tuple(ops.shape[1:])} do not match the network's {(plan.plan.edges, plan.plan.ops)}")
+        return plan.split(ops, edges)
+
+    # --- weights in and out ----------------------------------------------------------------
+
+    def _links(self) -> Iterator[tuple[Rows, str, list[Link]]]:
+        for module in self.modules():
+            if isinstance(module, Rows):
+                for attr, links in module.links.items():
+                    yield module, attr, links
+
+    def _slices(self, learner: int, grads: bool) -> dict[str, Optional[torch.Tensor]]:
+        out: dict[str, Optional[torch.Tensor]] = {}
+        for module, attr, links in self._links():
+            tensor = getattr(module, attr)
+            if grads:
+                if not isinstance(tensor, nn.Parameter):
+                    continue
+                tensor = tensor.grad
+            rows = None if tensor is None else tensor.detach().view(module.rows[attr], -1)
+            for link in links:
+                if link.learner == learner:
+                    n = _numel(link.shape)
+                    out[link.key] = None if rows is None else rows[link.row, link.offset : link.offset + n].reshape(link.shape).clone()
+        return out
+
+    def learner_state_dict(self, learner: int) -> OrderedDict[str, torch.Tensor]:
+        """Learner ``learner``'s weights and buffers as its plain network's ``state_dict`` (copies)."""
+        out = self._slices(learner, grads=False)
+        return OrderedDict((key, out[key]) for key in self.plain_keys[learner])  # type: ignore[misc]
+
+    def learner_grads(self, learner: int) -> dict[str, Optional[torch.Tensor]]:
+        """Learner ``learner``'s gradients under its plain parameter names (copies; None: no gradient)."""
+        return self._slices(learner, grads=True)
+
+    @torch.no_grad()
+    def load_learner_state_dict(self, learner: int, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Copy a plain ``state_dict`` (every key of the plain network, nothing else) into learner ``learner``'s slices."""
+        expected = set(self.plain_keys[learner])
+        if set(state_dict) != expected:
+            missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+            raise ValueError(f"state dict for learner {learner}: missing {missing[:5]}, unexpected {extra[:5]}")
+        for module, attr, links in self._links():
+            rows = getattr(module, attr).view(module.rows[attr], -1)
+            for link in links:
+                if link.learner == learner:
+                    value = state_dict[link.key]
+                    if tuple(value.shape) != link.shape:
+                        raise ValueError(f"{link.key}: shape {tuple(value.shape)}, the network has {link.shape}")
+                    rows[link.row, link.offset : link.offset + value.numel()].copy_(value.reshape(-1))
+
+    def write_back(self, networks: Sequence[nn.Module]) -> None:
+        """Load every learner's weights and buffers into its plain network (``networks[k]``)."""
+        if len(networks) != self.learners:
+            raise ValueError(f"give {self.learners} networks, got {len(networks)}")
+        for k, net in enumerate(networks):
+            net.load_state_dict(self.learner_state_dict(k))
+
+    # --- per-learner gradients -------------------------------------------------------------
+
+    def _owner(self, module: Rows, attr: str, device: torch.device) -> torch.Tensor:
+        key = (id(module), attr)
+        owner = self._owners.get(key)
+        if owner is None or owner.device != device:
+            by_row = {}
+            for link in module.links[attr]:
+                if by_row.setdefault(link.row, link.learner) != link.learner:
+                    raise RuntimeError(f"row {link.row} of {attr} mixes learners")
+            owner = torch.tensor([by_row[r] for r in range(module.rows[attr])], dtype=torch.long, device=device)
+            self._owners[key] = owner
+        return owner
+
+    def _grads(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Per parameter with a gradient: (gradient as ``[rows, -1]``, owning learner per row)."""
+        for module, attr, _ in self._links():
+            p = getattr(module, attr)
+            if isinstance(p, nn.Parameter) and p.grad is not None:
+                yield p.grad.view(module.rows[attr], -1), self._owner(module, attr, p.grad.device)
+
+    def learner_grad_norms(self) -> torch.Tensor:
+        """``[K]``: each learner's gradient 2-norm over its slices of every parameter, i.e. what
+        ``clip_grad_norm_`` would compute on that learner's plain network."""
+        total: Optional[torch.Tensor] = None
+        for grad, owner in self._grads():
+            sq = grad.pow(2).sum(1)
+            if total is None:
+                total = sq.new_zeros(self.learners)
+            total = total.index_add(0, owner, sq)
+        if total is None:
+            return torch.zeros(self.learners)
+        return total.sqrt()
+
+    @torch.no_grad()
+    def clip_learner_grad_norms_(self, max_norm: Union[float, torch.Tensor]) -> torch.Tensor:
+        """Clip each learner's gradient to 2-norm ``max_norm`` (a float or ``[K]``), as
+        ``torch.nn.utils.clip_grad_norm_(plain.parameters(), max_norm)`` does per plain network:
+        multiply by ``min(1, max_norm / (norm + 1e-6))``. Returns the norms before clipping."""
+        norms = self.learner_grad_norms()
+        coef = (torch.as_tensor(max_norm, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
+        for grad, owner in self._grads():
+            grad.mul_(coef.index_select(0, owner).unsqueeze(1))
+        return norms
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
