@@ -29,7 +29,7 @@ from torch import nn
 
 from .darts import DartsNetwork
 from .fused_cell import FusedCell
-from .fused_ops import Link, PlainRef, RowBatchNorm, Rows
+from .fused_ops import DepthwiseRows, Link, PlainRef, RowBatchNorm, Rows
 from .fused_plan import CellPlan, build_plan
 
 
@@ -101,8 +101,12 @@ class _TypePlan(nn.Module):
 class FusedDartsNetwork(nn.Module):
     """K plain ``DartsNetwork``s of one structure as one network; see the module docstring."""
 
-    def __init__(self, networks: Sequence[DartsNetwork]) -> None:
-        """Builds the structure (tensors zero); ``from_networks`` also copies the weights in."""
+    def __init__(self, networks: Sequence[DartsNetwork], depthwise: Optional[bool] = None) -> None:
+        """Builds the structure (tensors zero); ``from_networks`` also copies the weights in.
+
+        ``depthwise``: whether depthwise convs take ``fused_conv``'s exact rewrites onto oneDNN's
+        fast kernels: None where they pay (float32 on CPU), True always, False never.
+        """
         super().__init__()
         if not networks:
             raise ValueError("give at least one network to fuse")
@@ -136,6 +140,9 @@ class FusedDartsNetwork(nn.Module):
         self.classifier = ClassifierRows(refs(lambda n: n.classifier))
         self.plain_keys: list[list[str]] = [list(net.state_dict().keys()) for net in networks]
         self._owners: dict[tuple[int, str], torch.Tensor] = {}
+        for module in self.modules():
+            if isinstance(module, DepthwiseRows):
+                module.rewrite = depthwise
         for k, keys in enumerate(self.plain_keys):
             linked = {link.key for _, _, links in self._links() for link in links if link.learner == k}
             if linked != set(keys):
@@ -143,9 +150,9 @@ class FusedDartsNetwork(nn.Module):
                 raise ValueError(f"learner {k}: the fused network does not cover {missing[:5]} / names unknown {extra[:5]}")
 
     @classmethod
-    def from_networks(cls, networks: Sequence[DartsNetwork]) -> FusedDartsNetwork:
+    def from_networks(cls, networks: Sequence[DartsNetwork], depthwise: Optional[bool] = None) -> FusedDartsNetwork:
         """A fused network holding copies of the networks' weights and BN buffers, in their train/eval mode."""
-        fused = cls(networks)
+        fused = cls(networks, depthwise)
         for k, net in enumerate(networks):
             fused.load_learner_state_dict(k, net.state_dict())
         return fused.train(networks[0].training)

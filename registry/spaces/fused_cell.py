@@ -154,6 +154,7 @@ class FusedCell(nn.Module):
         Ho, Wo = -(-H // stride), -(-W // stride)
         U = len(wave.units)
         relu: Optional[torch.Tensor] = None
+        chain_inputs: dict[tuple[int, ...], torch.Tensor] = {}
         acc: Optional[torch.Tensor] = None
         dropout = self.skip_dropout is not None and self.training and self.skip_dropout.p > 0
         for g, group in enumerate(wave.groups):
@@ -182,7 +183,10 @@ class FusedCell(nn.Module):
                     fr: FactorizedReduceRows = modules[group.name]  # type: ignore[assignment]
                     y = fr.from_halves(halves.index_select(1, select).view(B, L * 2 * C_op, Ho, Wo))
                 else:
-                    y = modules[group.name](relu.index_select(1, select).view(B, L * C_op, H, W))
+                    # The conv ops of a wave usually cover the same units: select their input once.
+                    if group.select not in chain_inputs:
+                        chain_inputs[group.select] = relu.index_select(1, select).view(B, L * C_op, H, W)
+                    y = modules[group.name](chain_inputs[group.select])
             y = y.view(B, L, C_op, Ho, Wo)
             scale = weight.view(1, L, 1, 1, 1)
             if group.full:

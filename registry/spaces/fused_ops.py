@@ -11,11 +11,13 @@ row has one owner (a learner) for per-learner gradient norms.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .fused_conv import depthwise_conv
 
 
 class Link(NamedTuple):
@@ -133,14 +135,18 @@ class DepthwiseRows(Rows):
         if conv.groups != conv.in_channels or conv.in_channels != conv.out_channels:
             raise TypeError(f"expected a depthwise conv, got {conv}")
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        if len({*conv.stride}) != 1 or len({*conv.padding}) != 1 or len({*conv.dilation}) != 1 or conv.padding_mode != "zeros":
+            raise TypeError(f"expected a square zero-padded depthwise conv, got {conv}")
         for r in refs:
             c = _conv_of(r.module)
             if (c.stride, c.padding, c.dilation, c.kernel_size) != (conv.stride, conv.padding, conv.dilation, conv.kernel_size):
                 raise ValueError(f"cannot fuse {r.name}: its conv differs from {refs[0].name}")
         self._stacked("weight", refs, "weight", parameter=True)
+        #: ``depthwise_conv``'s choice: None where it pays, True always, False never.
+        self.rewrite: Optional[bool] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.weight.shape[0])
+        return depthwise_conv(x, self.weight, self.stride[0], self.padding[0], self.dilation[0], self.rewrite)
 
 
 class PointwiseRows(Rows):
@@ -160,7 +166,12 @@ class PointwiseRows(Rows):
         self._stacked("weight", refs, "weight", parameter=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, None, 1, 0, 1, self.groups)
+        # A batched matmul of [R, C_out, C_in] weights with [B, R, C_in, H·W] is the same dot
+        # products as the grouped conv, and on CPU about twice as fast for these small groups.
+        B, _, H, W = x.shape
+        R = self.groups
+        w = self.weight.view(R, -1, self.weight.shape[1])
+        return torch.matmul(w, x.reshape(B, R, -1, H * W)).view(B, -1, H, W)
 
 
 class ChainRows(nn.Module):
