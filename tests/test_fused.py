@@ -216,14 +216,21 @@ def test_learner_grad_norms_and_clipping_match_clip_grad_norm(max_norm: float) -
             torch.testing.assert_close(grads[name], p.grad, atol=1e-12, rtol=0)
 
 
-def test_one_sgd_over_fused_parameters_equals_per_learner_sgd() -> None:
+OPTIMISERS = {
+    "sgd": (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=3e-4), "momentum_buffer"),
+    "adam": (lambda params: torch.optim.Adam(params, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3), "exp_avg_sq"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMISERS))
+def test_one_optimiser_over_fused_parameters_equals_per_learner_optimisers(name: str) -> None:
+    make, state_key = OPTIMISERS[name]
     spaces, nets = learners("pc_darts", 2, seed=4)
     fused = FusedDartsNetwork.from_networks(nets)
-    hyper = dict(lr=0.1, momentum=0.9, weight_decay=3e-4)
-    fused_opt = torch.optim.SGD(fused.parameters(), **hyper)
-    plain_opts = [torch.optim.SGD(net.parameters(), **hyper) for net in nets]
+    fused_opt = make(fused.parameters())
+    plain_opts = [make(net.parameters()) for net in nets]
     x, y = batch()
-    for step in range(2):  # the second step uses the momentum buffers
+    for step in range(2):  # the second step uses the optimiser state
         fused.zero_grad()
         fused_step(spaces, fused, x, y)
         fused.clip_learner_grad_norms_(5.0)
@@ -234,10 +241,16 @@ def test_one_sgd_over_fused_parameters_equals_per_learner_sgd() -> None:
         for net, opt in zip(nets, plain_opts):
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-    for k, net in enumerate(nets):
+    for k, (net, opt) in enumerate(zip(nets, plain_opts)):
         exported = fused.learner_state_dict(k)
-        for name, value in net.state_dict().items():
-            torch.testing.assert_close(exported[name], value, atol=1e-10, rtol=0, msg=lambda m: f"{name}: {m}")
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(exported[key], value, atol=1e-10, rtol=0, msg=lambda m: f"{key}: {m}")
+        # The optimiser state, too, reads out (and back in) per learner under plain names.
+        state = fused.learner_tensors(k, lambda p: fused_opt.state[p][state_key])
+        for key, p in net.named_parameters():
+            torch.testing.assert_close(state[key], opt.state[p][state_key], atol=1e-10, rtol=0)
+        fused.load_learner_tensors(k, {key: torch.zeros_like(v) for key, v in state.items()}, lambda p: fused_opt.state[p][state_key])
+        assert all(v.abs().sum() == 0 for v in fused.learner_tensors(k, lambda p: fused_opt.state[p][state_key]).values())
 
 
 def test_skip_dropout_draws_per_element_and_follows_set_skip_dropout() -> None:

@@ -4,8 +4,10 @@
 space configuration (DARTS, PC-DARTS, or a P-DARTS phase; weights, arch weights and, for P-DARTS,
 the ops kept per edge may differ) and builds one network whose channels are the learners'
 stacked (``fused_cell``): the stem is one conv with K·C_stem outputs, every per-channel op runs
-over K·C channels, every dense conv becomes a grouped conv, and within a cell the edges that read
-the same state and apply the same op are one call (``fused_plan``). K = 1 is edge batching alone.
+over K·C channels, every dense 1x1 conv becomes one batched matmul over all learners and edges
+(the dot products of a grouped conv), and within a cell the edges that read the same state and
+apply the same op are one call (``fused_plan``). Depthwise convs take exact rewrites onto
+oneDNN's fast CPU kernels (``fused_conv``). K = 1 is edge batching alone.
 
 Every learner reads the same input batch; ``forward(x, archs)`` returns ``[K, B, classes]``.
 Weights go in and out in the plain networks' ``state_dict`` format (``load_learner_state_dict``,
@@ -14,14 +16,16 @@ Weights go in and out in the plain networks' ``state_dict`` format (``load_learn
 Optimisers: SGD (momentum, weight decay, Nesterov) and Adam/AdamW update every element from that
 element's own gradient and state only, so one optimiser over ``fused.parameters()`` performs
 exactly the K per-learner optimisers' steps, provided the K learners share the hyperparameters
-(learning rate, momentum, ...). Gradient clipping is not elementwise: use
-``clip_learner_grad_norms_`` (each learner's norm over its own slices of every parameter).
+(learning rate, momentum, ...) and every plain parameter gets a gradient (true of these supernets:
+every op is on the graph). Gradient clipping is not elementwise: use ``clip_learner_grad_norms_``
+(each learner's norm over its own slices of every parameter). The optimiser state is in the fused
+layout; ``learner_tensors`` / ``load_learner_tensors`` read and write it per learner under plain
+parameter names (e.g. ``of=lambda p: opt.state[p]["momentum_buffer"]``).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +33,9 @@ from torch import nn
 
 from .darts import DartsNetwork
 from .fused_cell import FusedCell
-from .fused_ops import DepthwiseRows, Link, PlainRef, RowBatchNorm, Rows
+from .fused_ops import DepthwiseRows, PlainRef, RowBatchNorm, Rows
 from .fused_plan import CellPlan, build_plan
+from .fused_slices import LearnerSlices
 
 
 class StemRows(Rows):
@@ -98,7 +103,7 @@ class _TypePlan(nn.Module):
         return per_wave, list(bypass)
 
 
-class FusedDartsNetwork(nn.Module):
+class FusedDartsNetwork(LearnerSlices):
     """K plain ``DartsNetwork``s of one structure as one network; see the module docstring."""
 
     def __init__(self, networks: Sequence[DartsNetwork], depthwise: Optional[bool] = None) -> None:
@@ -139,7 +144,6 @@ class FusedDartsNetwork(nn.Module):
         self.type_plans = nn.ModuleDict({kind: _TypePlan(plan) for kind, plan in plans.items()})
         self.classifier = ClassifierRows(refs(lambda n: n.classifier))
         self.plain_keys: list[list[str]] = [list(net.state_dict().keys()) for net in networks]
-        self._owners: dict[tuple[int, str], torch.Tensor] = {}
         for module in self.modules():
             if isinstance(module, DepthwiseRows):
                 module.rewrite = depthwise
@@ -184,110 +188,3 @@ class FusedDartsNetwork(nn.Module):
         if tuple(ops.shape[1:]) != (plan.plan.edges, plan.plan.ops):
             raise ValueError(f"{kind} op weights of shape {tuple(ops.shape[1:])} do not match the network's {(plan.plan.edges, plan.plan.ops)}")
         return plan.split(ops, edges)
-
-    # --- weights in and out ----------------------------------------------------------------
-
-    def _links(self) -> Iterator[tuple[Rows, str, list[Link]]]:
-        for module in self.modules():
-            if isinstance(module, Rows):
-                for attr, links in module.links.items():
-                    yield module, attr, links
-
-    def _slices(self, learner: int, grads: bool) -> dict[str, Optional[torch.Tensor]]:
-        out: dict[str, Optional[torch.Tensor]] = {}
-        for module, attr, links in self._links():
-            tensor = getattr(module, attr)
-            if grads:
-                if not isinstance(tensor, nn.Parameter):
-                    continue
-                tensor = tensor.grad
-            rows = None if tensor is None else tensor.detach().view(module.rows[attr], -1)
-            for link in links:
-                if link.learner == learner:
-                    n = _numel(link.shape)
-                    out[link.key] = None if rows is None else rows[link.row, link.offset : link.offset + n].reshape(link.shape).clone()
-        return out
-
-    def learner_state_dict(self, learner: int) -> OrderedDict[str, torch.Tensor]:
-        """Learner ``learner``'s weights and buffers as its plain network's ``state_dict`` (copies)."""
-        out = self._slices(learner, grads=False)
-        return OrderedDict((key, out[key]) for key in self.plain_keys[learner])  # type: ignore[misc]
-
-    def learner_grads(self, learner: int) -> dict[str, Optional[torch.Tensor]]:
-        """Learner ``learner``'s gradients under its plain parameter names (copies; None: no gradient)."""
-        return self._slices(learner, grads=True)
-
-    @torch.no_grad()
-    def load_learner_state_dict(self, learner: int, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Copy a plain ``state_dict`` (every key of the plain network, nothing else) into learner ``learner``'s slices."""
-        expected = set(self.plain_keys[learner])
-        if set(state_dict) != expected:
-            missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
-            raise ValueError(f"state dict for learner {learner}: missing {missing[:5]}, unexpected {extra[:5]}")
-        for module, attr, links in self._links():
-            rows = getattr(module, attr).view(module.rows[attr], -1)
-            for link in links:
-                if link.learner == learner:
-                    value = state_dict[link.key]
-                    if tuple(value.shape) != link.shape:
-                        raise ValueError(f"{link.key}: shape {tuple(value.shape)}, the network has {link.shape}")
-                    rows[link.row, link.offset : link.offset + value.numel()].copy_(value.reshape(-1))
-
-    def write_back(self, networks: Sequence[nn.Module]) -> None:
-        """Load every learner's weights and buffers into its plain network (``networks[k]``)."""
-        if len(networks) != self.learners:
-            raise ValueError(f"give {self.learners} networks, got {len(networks)}")
-        for k, net in enumerate(networks):
-            net.load_state_dict(self.learner_state_dict(k))
-
-    # --- per-learner gradients -------------------------------------------------------------
-
-    def _owner(self, module: Rows, attr: str, device: torch.device) -> torch.Tensor:
-        key = (id(module), attr)
-        owner = self._owners.get(key)
-        if owner is None or owner.device != device:
-            by_row = {}
-            for link in module.links[attr]:
-                if by_row.setdefault(link.row, link.learner) != link.learner:
-                    raise RuntimeError(f"row {link.row} of {attr} mixes learners")
-            owner = torch.tensor([by_row[r] for r in range(module.rows[attr])], dtype=torch.long, device=device)
-            self._owners[key] = owner
-        return owner
-
-    def _grads(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Per parameter with a gradient: (gradient as ``[rows, -1]``, owning learner per row)."""
-        for module, attr, _ in self._links():
-            p = getattr(module, attr)
-            if isinstance(p, nn.Parameter) and p.grad is not None:
-                yield p.grad.view(module.rows[attr], -1), self._owner(module, attr, p.grad.device)
-
-    def learner_grad_norms(self) -> torch.Tensor:
-        """``[K]``: each learner's gradient 2-norm over its slices of every parameter, i.e. what
-        ``clip_grad_norm_`` would compute on that learner's plain network."""
-        total: Optional[torch.Tensor] = None
-        for grad, owner in self._grads():
-            sq = grad.pow(2).sum(1)
-            if total is None:
-                total = sq.new_zeros(self.learners)
-            total = total.index_add(0, owner, sq)
-        if total is None:
-            return torch.zeros(self.learners)
-        return total.sqrt()
-
-    @torch.no_grad()
-    def clip_learner_grad_norms_(self, max_norm: Union[float, torch.Tensor]) -> torch.Tensor:
-        """Clip each learner's gradient to 2-norm ``max_norm`` (a float or ``[K]``), as
-        ``torch.nn.utils.clip_grad_norm_(plain.parameters(), max_norm)`` does per plain network:
-        multiply by ``min(1, max_norm / (norm + 1e-6))``. Returns the norms before clipping."""
-        norms = self.learner_grad_norms()
-        coef = (torch.as_tensor(max_norm, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
-        for grad, owner in self._grads():
-            grad.mul_(coef.index_select(0, owner).unsqueeze(1))
-        return norms
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-

@@ -25,7 +25,7 @@ from .fused_ops import (
     factorized_halves,
     max_or_avg_pool,
 )
-from .fused_plan import CellPlan, GroupPlan, edge_mixed_op
+from .fused_plan import CellPlan, edge_mixed_op
 from .ops import DilConv, FactorizedReduce, Identity, SepConv
 
 SKIP = "skip_connect"
