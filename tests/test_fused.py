@@ -82,7 +82,7 @@ def plain_step(spaces, nets, x, y):
         s.zero_grad()
     logits = [net(x, s()) for s, net in zip(spaces, nets)]
     sum(F.cross_entropy(z, y) for z in logits).backward()
-    arch_grads = [[p.grad.clone() for p in s.parameters()] for s in spaces]
+    arch_grads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in s.parameters()] for s in spaces]
     return torch.stack(logits).detach(), arch_grads
 
 
@@ -91,7 +91,7 @@ def fused_step(spaces, fused, x, y):
         s.zero_grad()
     logits = fused(x, [s() for s in spaces])
     sum(F.cross_entropy(z, y) for z in logits).backward()
-    arch_grads = [[p.grad.clone() for p in s.parameters()] for s in spaces]
+    arch_grads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in s.parameters()] for s in spaces]
     return logits.detach(), arch_grads
 
 
@@ -147,6 +147,23 @@ def test_depthwise_rewrites_are_exact(k: int, dilation: int, stride: int) -> Non
         torch.testing.assert_close(rewritten, direct, atol=1e-12, rtol=0)
         for a, b in zip(torch.autograd.grad(rewritten, (x, w), g), torch.autograd.grad(direct, (x, w), g)):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+UNUSUAL = {
+    "only_none": lambda: DartsConfig(channels=4, layers=3, nodes=2, primitives=["none"]),
+    "only_skip": lambda: DartsConfig(channels=4, layers=3, nodes=2, primitives=["skip_connect"]),
+    "one_node_pool_and_none": lambda: DartsConfig(channels=4, layers=3, nodes=1, primitives=["none", "max_pool_3x3"]),
+    "single_reduction_cell": lambda: DartsConfig(channels=4, layers=1, nodes=2),
+    "one_channel_per_part": lambda: PCDartsConfig(channels=4, layers=2, nodes=2, partial_channels=4),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSUAL))
+def test_unusual_configurations(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CONFIGS, kind, UNUSUAL[kind])
+    spaces, nets = learners(kind, 2)
+    fused = FusedDartsNetwork.from_networks(nets, depthwise=True)
+    assert_same(spaces, nets, fused, *batch(), atol=1e-10)
 
 
 def test_p_darts_learners_keep_different_ops_and_still_fuse() -> None:

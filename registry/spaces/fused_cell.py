@@ -194,8 +194,11 @@ class FusedCell(nn.Module):
             else:
                 base = acc if acc is not None else y.new_zeros(B, U, C_op, Ho, Wo)
                 acc = base.index_add(1, getattr(self, f"positions_{w}_{g}"), y * scale)
-        if acc is None:  # only `none` on every edge of the wave: exact zeros
-            acc = X.new_zeros(B, U, C_op, Ho, Wo)
+        if acc is None:
+            # Only `none` on every edge of the wave: zeros, kept on the graph as the plain `Zero`
+            # op keeps them (so upstream parameters get zero gradients rather than none).
+            zero = X.view(B, S, 1, K, C_op, H, W)[..., ::stride, ::stride].mul(0.0)
+            acc = zero.expand(B, S, D, K, C_op, Ho, Wo).reshape(B, U, C_op, Ho, Wo)
         acc = acc.view(B, S, D * K * C_op, Ho, Wo)
         acc = acc[:, 0] if S == 1 else acc.sum(1)
         return acc.view(B, D, K * C_op, Ho, Wo)
