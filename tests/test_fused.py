@@ -233,6 +233,23 @@ def test_learner_grad_norms_and_clipping_match_clip_grad_norm(max_norm: float) -
             torch.testing.assert_close(grads[name], p.grad, atol=1e-12, rtol=0)
 
 
+def test_per_learner_values_spread_over_each_learners_slices() -> None:
+    spaces, nets = learners("pc_darts", 3, seed=6)
+    fused = FusedDartsNetwork.from_networks(nets)
+    values = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.mul_(fused.per_learner(p, values))
+    for k, net in enumerate(nets):
+        exported = fused.learner_state_dict(k)
+        for name, p in net.named_parameters():
+            assert torch.equal(exported[name], p.detach() * values[k]), name
+    # learner_norms of any parameter-shaped tensors: here the weights themselves.
+    flat = [torch.cat([p.detach().flatten() for p in net.parameters()]) for net in nets]
+    expected = torch.stack([f.norm() * values[k].abs() for k, f in enumerate(flat)])
+    torch.testing.assert_close(fused.learner_norms(lambda p: p.detach()), expected, atol=1e-10, rtol=1e-12)
+
+
 OPTIMISERS = {
     "sgd": (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=3e-4), "momentum_buffer"),
     "adam": (lambda params: torch.optim.Adam(params, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3), "exp_avg_sq"),

@@ -115,25 +115,43 @@ class LearnerSlices(nn.Module):
             owners[key] = owner
         return owner
 
-    def _grads(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Per parameter with a gradient: (gradient as ``[rows, -1]``, owning learner per row)."""
+    def _param_rows(
+        self, of: Optional[Callable[[nn.Parameter], Optional[torch.Tensor]]]
+    ) -> Iterator[tuple[nn.Parameter, torch.Tensor, torch.Tensor]]:
+        """Per parameter p with a tensor ``of(p)`` (default: its gradient): (p, that tensor as
+        ``[rows, -1]``, the owning learner of each row)."""
         for module, attr, _ in self._links():
             p = getattr(module, attr)
-            if isinstance(p, nn.Parameter) and p.grad is not None:
-                yield p.grad.view(module.rows[attr], -1), self._owner(module, attr, p.grad.device)
+            if not isinstance(p, nn.Parameter):
+                continue
+            t = p.grad if of is None else of(p)
+            if t is not None:
+                yield p, t.view(module.rows[attr], -1), self._owner(module, attr, t.device)
+
+    def learner_norms(self, of: Optional[Callable[[nn.Parameter], Optional[torch.Tensor]]] = None) -> torch.Tensor:
+        """``[K]``: each learner's 2-norm over its slices of ``of(p)`` for every parameter p
+        (default: the gradients, i.e. what ``clip_grad_norm_`` computes on each plain network)."""
+        total: Optional[torch.Tensor] = None
+        for _, rows, owner in self._param_rows(of):
+            sq = rows.pow(2).sum(1)
+            total = sq.new_zeros(self.learners).index_add(0, owner, sq) if total is None else total.index_add(0, owner, sq)
+        return torch.zeros(self.learners) if total is None else total.sqrt()
 
     def learner_grad_norms(self) -> torch.Tensor:
-        """``[K]``: each learner's gradient 2-norm over its slices of every parameter, i.e. what
-        ``clip_grad_norm_`` would compute on that learner's plain network."""
-        total: Optional[torch.Tensor] = None
-        for grad, owner in self._grads():
-            sq = grad.pow(2).sum(1)
-            if total is None:
-                total = sq.new_zeros(self.learners)
-            total = total.index_add(0, owner, sq)
-        if total is None:
-            return torch.zeros(self.learners)
-        return total.sqrt()
+        """``[K]``: each learner's gradient norm, as ``clip_grad_norm_`` computes it on its plain network."""
+        return self.learner_norms()
+
+    def per_learner(self, p: nn.Parameter, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (``[K]``, one per learner) spread over fused parameter ``p``'s rows: a tensor
+        broadcastable against ``p`` holding, at each element, its learner's value (e.g. a
+        per-learner ε for ``V ± ε_k·∇`` in a second-order architecture step)."""
+        for module, attr, _ in self._links():
+            if getattr(module, attr) is p:
+                rows = module.rows[attr]
+                owner = self._owner(module, attr, values.device)
+                per_row = values.index_select(0, owner).repeat_interleave(p.shape[0] // rows)
+                return per_row.view(-1, *([1] * (p.dim() - 1)))
+        raise ValueError("not a parameter of this fused network")
 
     @torch.no_grad()
     def clip_learner_grad_norms_(self, max_norm: Union[float, torch.Tensor]) -> torch.Tensor:
@@ -142,9 +160,10 @@ class LearnerSlices(nn.Module):
         multiply by ``min(1, max_norm / (norm + 1e-6))``. Returns the norms before clipping."""
         norms = self.learner_grad_norms()
         coef = (torch.as_tensor(max_norm, dtype=norms.dtype, device=norms.device) / (norms + 1e-6)).clamp(max=1.0)
-        for grad, owner in self._grads():
-            grad.mul_(coef.index_select(0, owner).unsqueeze(1))
+        for _, rows, owner in self._param_rows(None):
+            rows.mul_(coef.index_select(0, owner).unsqueeze(1))
         return norms
+
 
 def _numel(shape: Sequence[int]) -> int:
     n = 1
