@@ -121,7 +121,7 @@ class FusedDartsNetwork(LearnerSlices):
         first = networks[0]
         if any(len(n.cells) != len(first.cells) for n in networks):
             raise ValueError(f"the networks to fuse have different depths: {[len(n.cells) for n in networks]}")
-        self.learners = K = len(networks)
+        self.learners = len(networks)
         names = [{id(m): name for name, m in net.named_modules()} for net in networks]
 
         def qualname(k: int, module: nn.Module) -> str:
@@ -161,8 +161,6 @@ class FusedDartsNetwork(LearnerSlices):
             fused.load_learner_state_dict(k, net.state_dict())
         return fused.train(networks[0].training)
 
-    # --- forward ---------------------------------------------------------------------------
-
     def forward(self, x: torch.Tensor, archs: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
         """Logits ``[K, B, classes]`` of every learner on the same batch ``x``.
 
@@ -178,7 +176,9 @@ class FusedDartsNetwork(LearnerSlices):
         features = F.adaptive_avg_pool2d(s1, 1).view(B, self.learners, -1)
         return self.classifier(features)
 
-    def _arch_weights(self, kind: str, archs: Sequence[Mapping[str, torch.Tensor]]):  # type: ignore[no-untyped-def]
+    def _arch_weights(
+        self, kind: str, archs: Sequence[Mapping[str, torch.Tensor]]
+    ) -> tuple[list[list[torch.Tensor]], list[Optional[torch.Tensor]]]:
         ops = torch.stack([a[kind] for a in archs])
         has_edges = [f"{kind}_edges" in a for a in archs]
         if any(has_edges) and not all(has_edges):
@@ -186,5 +186,6 @@ class FusedDartsNetwork(LearnerSlices):
         edges = torch.stack([a[f"{kind}_edges"] for a in archs]) if all(has_edges) else None
         plan: _TypePlan = self.type_plans[kind]  # type: ignore[assignment]
         if tuple(ops.shape[1:]) != (plan.plan.edges, plan.plan.ops):
-            raise ValueError(f"{kind} op weights of shape {tuple(ops.shape[1:])} do not match the network's {(plan.plan.edges, plan.plan.ops)}")
+            expected = (plan.plan.edges, plan.plan.ops)
+            raise ValueError(f"{kind} op weights of shape {tuple(ops.shape[1:])} do not match the network's {expected}")
         return plan.split(ops, edges)

@@ -3,8 +3,8 @@
 A *row* is one plain module's worth of channels: one candidate op on one edge of one learner, or
 one learner's stem / preprocessing. A fused module holds the tensors of R plain modules stacked
 along dim 0 and computes all R in one call over an input of R·C channels: depthwise convs,
-BatchNorm, pooling and ReLU are per channel already; a dense conv becomes a grouped conv with R
-groups. Each fused tensor records, per plain tensor, where it lives (``Link``), so weights can be
+BatchNorm, pooling and ReLU are per channel already; R dense 1x1 convs become one batched matmul
+(the dot products of a grouped conv with R groups). Each fused tensor records, per plain tensor, where it lives (``Link``), so weights can be
 copied in from plain networks and written back out in their ``state_dict`` format, and so every
 row has one owner (a learner) for per-learner gradient norms.
 """
