@@ -42,7 +42,8 @@ def measure(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indic
 @contextmanager
 def batch_statistics(module: nn.Module) -> Iterator[None]:
     """Normalise with each batch's statistics without touching the running ones, dropout off."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    # BatchNorm layers, and fused ones that behave alike (a `track_running_stats` switch)
+    norms = [m for m in module.modules() if getattr(m, "track_running_stats", False) and hasattr(m, "running_mean")]
     dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     module.train()
     for m in norms:

@@ -59,7 +59,10 @@ class Learner:
             self.space.to(self.device)
             self.arch_optimizer = self.plan.arch_optimizer.build(self.space.arch_parameters())
         for net_name, net_plan in self.plan.networks.items():
-            module = (self.space.new_network() if self.space is not None else self.plan.config.build(self._task)).to(self.device)
+            if self.space is not None:
+                module = self.space.new_network(fused=self.plan.fused).to(self.device)
+            else:
+                module = self.plan.config.build(self._task).to(self.device)
             module.train()
             params = [p for p in module.parameters() if p.requires_grad]
             optimizer = net_plan.optimizer.build(params)

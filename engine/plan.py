@@ -311,6 +311,7 @@ def _learner_plan(spec: BaseModel, group: _Group, name: str, stages: list[StageP
         networks=networks, arch_optimizer=spec.optim.arch if searchable else None,
         arch_net=("V" if group.has_v else "W") if searchable else None,
         peers=group.peers[name], growing_phases=phases, arch_grad_clip=clip if searchable else None,
+        fused=spec.run.fused and searchable,
     )
 
 

@@ -44,6 +44,7 @@ class LearnerPlan:
     peers: tuple[str, ...]                # learners whose pseudo-labels this learner's V learns from
     growing_phases: int = 1
     arch_grad_clip: float | None = None   # norm its architecture gradient is clipped to (None: off)
+    fused: bool = False                   # its supernets computed by the fused implementation
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ class SearchSpace(nn.Module):
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
 
-    def new_network(self) -> nn.Module:
-        """A freshly initialised supernet for the current phase, on the CPU."""
+    def new_network(self, fused: bool = False) -> nn.Module:
+        """A freshly initialised supernet for the current phase, on the CPU; with ``fused``, computed by
+        a faster implementation of the same math where the space has one (the same weights)."""
         raise NotImplementedError
 
     def genotype(self) -> Genotype:

@@ -236,7 +236,15 @@ class DartsSpace(SearchSpace):
     def forward(self) -> dict[str, torch.Tensor]:
         return {"normal": F.softmax(self.alphas_normal, dim=-1), "reduce": F.softmax(self.alphas_reduce, dim=-1)}
 
-    def new_network(self) -> DartsNetwork:
+    def new_network(self, fused: bool = False) -> nn.Module:
+        plain = self._plain_network()
+        if fused:
+            from .fused import fuse
+
+            return fuse(plain)
+        return plain
+
+    def _plain_network(self) -> DartsNetwork:
         return DartsNetwork(
             in_channels=self.task.in_channels,
             num_classes=self.task.num_classes,

@@ -189,3 +189,31 @@ class FusedDartsNetwork(LearnerSlices):
             expected = (plan.plan.edges, plan.plan.ops)
             raise ValueError(f"{kind} op weights of shape {tuple(ops.shape[1:])} do not match the network's {expected}")
         return plan.split(ops, edges)
+
+
+class FusedSupernet(nn.Module):
+    """One learner's supernet computed by ``FusedDartsNetwork`` (K = 1: edge batching and the conv
+    rewrites) behind the plain network's interface: ``forward(x, arch) -> logits``, and its
+    ``state_dict`` / ``load_state_dict`` in the plain network's format, so checkpoints and exports
+    do not know which implementation ran. Same math as the plain network; sums in another order."""
+
+    def __init__(self, plain: DartsNetwork) -> None:
+        super().__init__()
+        self.fused = FusedDartsNetwork.from_networks([plain])
+
+    def forward(self, x: torch.Tensor, arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.fused(x, [arch])[0]
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+        return self.fused.learner_state_dict(0)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        self.fused.load_learner_state_dict(0, state_dict)
+        return nn.modules.module._IncompatibleKeys([], [])
+
+
+def fuse(plain: nn.Module) -> nn.Module:
+    """The fused form of a plain supernet, or the plain one when it cannot be fused (e.g. the ImageNet stem)."""
+    if not isinstance(plain, DartsNetwork) or getattr(plain, "two_stems", False):
+        return plain
+    return FusedSupernet(plain)

@@ -103,18 +103,22 @@ class RowBatchNorm(Rows):
         self._stacked("running_mean", refs, "running_mean", parameter=False)
         self._stacked("running_var", refs, "running_var", parameter=False)
         self._stacked("num_batches_tracked", refs, "num_batches_tracked", parameter=False)
+        # As BatchNorm's: False normalises with batch statistics in any mode and leaves the running
+        # ones alone (how accuracy is measured with batch statistics during a search).
+        self.track_running_stats = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        tracking = self.track_running_stats
+        if self.training and tracking:
             # Every plain BN counts its own training batches; the counter is not used with a momentum.
             self.num_batches_tracked.add_(1)
         return F.batch_norm(
             x,
-            self.running_mean,
-            self.running_var,
+            self.running_mean if tracking else None,
+            self.running_var if tracking else None,
             self.weight if self.affine else None,
             self.bias if self.affine else None,
-            self.training,
+            self.training or not tracking,
             self.momentum,
             self.eps,
         )
