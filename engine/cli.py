@@ -71,19 +71,36 @@ def _count(n: int, noun: str) -> str:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@click.option("--estimate", is_flag=True, help="Time each kind of iteration on this machine and project the run's wall time.")
+@click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True, help="Iterations timed per kind (--estimate).")
 @user_errors
-def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str) -> None:
+def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str, estimate: bool, iterations: int) -> None:
     """Show the run plan a spec compiles to (overrides as key.path=value)."""
+    import json
+
     from . import plan_view
     from .compile import compile_spec
 
-    plan = compile_spec(spec, overrides).plan
+    compiled = compile_spec(spec, overrides)
+    plan = compiled.plan
+    cost = None
+    if estimate:
+        from .estimate import estimate as measure
+
+        cost = measure(compiled, iterations=iterations)
     if fmt == "json":
-        click.echo(plan_view.plan_json(plan))
+        data = plan.to_dict()
+        if cost is not None:
+            data["estimate"] = cost.to_dict()
+        click.echo(json.dumps(data, indent=2, default=str))
     elif fmt == "dot":
         click.echo(plan_view.plan_dot(plan), nl=False)
     else:
         plan_view.plan_text(plan, console())
+        if cost is not None:
+            from .estimate import render
+
+            click.echo(render(cost))
 
 
 _run_options = [

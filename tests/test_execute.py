@@ -210,9 +210,10 @@ def test_hard_pseudo_labels_with_threshold(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
-def _cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", *args], cwd=cwd, env=env,
+def _cli(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """``sgl ARGS`` in its own process (one thread), output and errors together."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", *args], cwd=cwd, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 

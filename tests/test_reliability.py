@@ -21,22 +21,39 @@ from click.testing import CliRunner
 from sgl.engine.cli import main
 from sgl.engine.executor import RunOptions
 from sgl.engine.session import resume_run, run_spec
-from test_execute import TINY, assert_same_run, write
+from test_execute import TINY, _cli, assert_same_run, write
 
-#: TINY with a checkpoint after every iteration (time-based, 3 ms apart) for mid-epoch kills.
+#: A small search (2 learners, 4 iterations an epoch, 3 epochs) for the many runs these tests make.
+SMALL = """
+name: small
+seed: 5
+data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
+learners:
+  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
+  bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}
+optim:
+  arch: {lr: 3.0e-3}
+stages:
+  - {name: warmup, epochs: 1, steps: [W]}
+  - {name: search, epochs: 2, steps: [A, W, PL, V]}
+  - {name: derive}
+run: {output: runs, log_every: 3, cpu: true}
+"""
+
+#: A checkpoint after every iteration (time-based, 3 ms apart), for mid-epoch kills.
 EVERY = ("run.checkpoint_every=0.00005",)
 
 
 def sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sgl.engine.cli", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    process = _cli(*args, cwd=cwd, env=env)
+    out, _ = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, "")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("reliability")
-    spec = write(tmp)
+    spec = write(tmp, SMALL)
     return spec, run_spec(spec, EVERY, RunOptions(run_dir=tmp / "straight", progress=False))
 
 
@@ -44,8 +61,8 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
 
 KILLS = [
     ("iteration", 2),    # inside the first epoch: only the start and time checkpoints exist
-    ("write", 9),        # inside an atomic write (a temporary file left behind)
-    ("checkpoint", 14),  # just after a checkpoint in the search stage
+    ("write", 7),        # inside an atomic write (a temporary file left behind)
+    ("checkpoint", 9),   # just after a checkpoint in the search stage
     ("summary", 1),      # after the last checkpoint, before summary.json
 ]
 
@@ -67,8 +84,8 @@ def test_a_kill_during_a_resumed_run_resumes_again(reference, tmp_path):
     spec, straight = reference
     run_dir = tmp_path / "twice"
     assert sgl("run", str(spec), *EVERY, "--run-dir", str(run_dir), "-q", cwd=tmp_path,
-               env={"SGL_CRASH_AT": "iteration:5"}).returncode == -signal.SIGKILL
-    assert sgl("resume", str(run_dir), "-q", cwd=tmp_path, env={"SGL_CRASH_AT": "iteration:12"}).returncode == -signal.SIGKILL
+               env={"SGL_CRASH_AT": "iteration:3"}).returncode == -signal.SIGKILL
+    assert sgl("resume", str(run_dir), "-q", cwd=tmp_path, env={"SGL_CRASH_AT": "iteration:5"}).returncode == -signal.SIGKILL
     resumed = sgl("resume", str(run_dir), "-q", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_same_run(straight, run_dir)
@@ -85,11 +102,22 @@ def test_a_completed_run_resumed_writes_nothing_new(reference, tmp_path):
 # --------------------------------------------------------------------------- corrupt checkpoints
 
 
-def _stopped(tmp_path: Path, spec: Path) -> Path:
+@pytest.fixture(scope="module")
+def stopped_once(reference, tmp_path_factory) -> Path:
     """A run stopped after its first epoch: last.pt and previous.pt are both valid."""
-    run_dir = tmp_path / "stopped"
+    spec, _ = reference
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
     result = CliRunner().invoke(main, ["run", str(spec), *EVERY, "--run-dir", str(run_dir), "--stop-after", "1", "-q"])
     assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def _stopped(tmp_path: Path, original: Path) -> Path:
+    """A copy of the stopped run to spoil."""
+    import shutil
+
+    run_dir = tmp_path / "stopped"
+    shutil.copytree(original, run_dir, ignore=shutil.ignore_patterns(".lock"))
     return run_dir
 
 
@@ -131,9 +159,9 @@ CORRUPTIONS = {
 
 
 @pytest.mark.parametrize("kind", list(CORRUPTIONS))
-def test_an_unusable_last_checkpoint_falls_back_to_the_previous(reference, tmp_path, kind):
+def test_an_unusable_last_checkpoint_falls_back_to_the_previous(reference, stopped_once, tmp_path, kind):
     spec, straight = reference
-    run_dir = _stopped(tmp_path, spec)
+    run_dir = _stopped(tmp_path, stopped_once)
     CORRUPTIONS[kind](run_dir / "checkpoints" / "last.pt")
     result = CliRunner().invoke(main, ["resume", str(run_dir)])
     assert result.exit_code == 0, result.output
@@ -142,9 +170,8 @@ def test_an_unusable_last_checkpoint_falls_back_to_the_previous(reference, tmp_p
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "code_pickle", "wrong_shapes"])
-def test_no_usable_checkpoint_is_a_clean_error(reference, tmp_path, kind):
-    spec, _ = reference
-    run_dir = _stopped(tmp_path, spec)
+def test_no_usable_checkpoint_is_a_clean_error(stopped_once, tmp_path, kind):
+    run_dir = _stopped(tmp_path, stopped_once)
     for name in ("last.pt", "previous.pt"):
         CORRUPTIONS[kind](run_dir / "checkpoints" / name)
     result = CliRunner().invoke(main, ["resume", str(run_dir)])
@@ -155,9 +182,8 @@ def test_no_usable_checkpoint_is_a_clean_error(reference, tmp_path, kind):
     assert exported.exit_code == 2 and "Traceback" not in exported.output, exported.output
 
 
-def test_a_broken_run_json_is_a_clean_error(reference, tmp_path):
-    spec, _ = reference
-    run_dir = _stopped(tmp_path, spec)
+def test_a_broken_run_json_is_a_clean_error(stopped_once, tmp_path):
+    run_dir = _stopped(tmp_path, stopped_once)
     (run_dir / "run.json").write_text("{not json")
     result = CliRunner().invoke(main, ["resume", str(run_dir)])
     assert result.exit_code == 2 and "run.json is not readable JSON" in result.output
@@ -251,12 +277,12 @@ def test_ctrl_c_before_the_run_begins_exits_130(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(session, "build_runtime", interrupted)
-    result = CliRunner().invoke(main, ["run", str(write(tmp_path)), "-q"])
+    result = CliRunner().invoke(main, ["run", str(write(tmp_path, SMALL)), "-q"])
     assert result.exit_code == 130 and "interrupted" in result.output
 
 
 def test_two_ctrl_c_exit_130_and_the_run_resumes(tmp_path):
-    spec = write(tmp_path)
+    spec = write(tmp_path, SMALL)
     run_dir = tmp_path / "twice"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", "run", str(spec), "--run-dir", str(run_dir), "-q"],
@@ -276,7 +302,7 @@ def test_two_ctrl_c_exit_130_and_the_run_resumes(tmp_path):
 def test_a_non_finite_loss_says_which_checkpoint_is_kept_even_when_quiet(tmp_path, monkeypatch):
     monkeypatch.setenv("SGL_NAN_AT", "0:2")
     run_dir = tmp_path / "nan"
-    result = CliRunner().invoke(main, ["run", str(write(tmp_path)), "--run-dir", str(run_dir), "-q"])
+    result = CliRunner().invoke(main, ["run", str(write(tmp_path, SMALL)), "--run-dir", str(run_dir), "-q"])
     assert result.exit_code == 1, result.output
     assert "non-finite W loss" in result.output and "the start of stage warmup" in result.output
     assert (run_dir / "checkpoints" / "last.pt").exists()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spaces.genotype import Genotype, resolve_genotype
-from ..spaces.ops import OPS, FactorizedReduce, Identity, ReLUConvBN
+from ..spaces.ops import OPS, FactorizedReduce, Identity, ReLUConvBN, imagenet_stems
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -247,18 +247,7 @@ class NetworkImageNet(_GenotypeNetwork):
             genotype, C, num_classes, layers, auxiliary, drop_path_prob,
             C_stem_prev=C, C_stem=C, reduction_prev=True, aux_head=AuxiliaryHeadImageNet,
         )
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
-        self.stem1 = nn.Sequential(
-            nn.ReLU(inplace=False),  # stem0's output is also cell 0's input
-            nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
+        self.stem0, self.stem1 = imagenet_stems(in_channels, C)
 
     def stem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)

@@ -17,7 +17,7 @@ from torch import nn
 from . import CELL_TYPES
 from .base import SearchSpace
 from .genotype import Genotype, derive_genotype, num_edges
-from .ops import FactorizedReduce, Identity, ReLUConvBN, make_op
+from .ops import FactorizedReduce, Identity, ReLUConvBN, imagenet_stems, make_op
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -121,18 +121,7 @@ class ImageNetSearchStem(nn.Module):
 
     def __init__(self, in_channels: int, C_stem: int) -> None:
         super().__init__()
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, C_stem // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(C_stem // 2, C_stem, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
-        )
-        self.stem1 = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(C_stem, C_stem, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
-        )
+        self.stem0, self.stem1 = imagenet_stems(in_channels, C_stem)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)

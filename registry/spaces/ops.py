@@ -145,3 +145,21 @@ def make_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
     except KeyError:
         raise KeyError(f"unknown operation {name!r}; known: {', '.join(OPS)}") from None
     return factory(C, stride, affine)
+
+
+def imagenet_stems(in_channels: int, C: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """DARTS' ImageNet stems (as PC-DARTS' ImageNet search): three stride-2 convolutions, the first
+    two giving ``stem0`` (÷4) and the third ``stem1`` (÷8); cells read both, as after a reduction."""
+    stem0 = nn.Sequential(
+        nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(C // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(C),
+    )
+    stem1 = nn.Sequential(
+        nn.ReLU(inplace=False),  # stem0's output is also the first cell's input: not in place
+        nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(C),
+    )
+    return stem0, stem1
