@@ -59,6 +59,8 @@ def validate(specs: tuple[Path, ...]) -> None:
             continue
         click.echo(f"ok: {path} ({_count(len(plan.learners), 'learner')}, {_count(len(plan.stages), 'stage')}, "
                    f"{_count(plan.total_epochs, 'search epoch')})")
+        for warning in plan.warnings:
+            click.echo(f"warning: {path}: {warning}", err=True)
     if failures:
         raise SpecError(failures)
 

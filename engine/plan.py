@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import PlanError, PlanIssue, did_you_mean
+from .errors import PlanError, PlanIssue
+from .plan_checks import Group, check_batches, check_evaluate, check_expectations, check_group, check_train_stage, memory_warnings
 from .runplan import (
     Action,
     DataPlan,
@@ -41,32 +42,12 @@ def learner_seed(run_seed: int, name: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class _Group:
-    """Facts about the learners that every part of the planner needs."""
-
-    def __init__(self, spec: BaseModel) -> None:
-        self.configs = spec.learners
-        self.names = list(spec.learners)
-        self.searchable = [n for n, c in spec.learners.items() if type(c).searchable]
-        train = [s for s in spec.stages if s.type == "train"]
-        self.steps = {step for s in train for step in s.steps}
-        self.has_v = "V" in self.steps
-        lam = spec.loss_weights.pseudo
-        self.peers = {k: tuple(j for j in self.names if j != k) if self.has_v and lam > 0 else () for k in self.names}
-        self.producers = sorted({j for ps in self.peers.values() for j in ps}, key=self.names.index)
-        self.networks = ("W", "V") if self.has_v else ("W",)
-
-    def growing_phases(self, name: str) -> int:
-        config = self.configs[name]
-        return config.growing_phases() if type(config).searchable else 1
-
-
 def plan(spec: BaseModel, base_dir: Path | None = None) -> RunPlan:
     """Compile a validated spec into a RunPlan, or raise PlanError listing every problem."""
-    group = _Group(spec)
-    issues = _check_group(spec, group)
+    group = Group(spec)
+    issues = check_group(spec, group)
     data = _data_plan(spec)
-    issues += _check_batches(spec, group, data)
+    issues += check_batches(spec, group, data)
     iterations = data.examples["train"] // spec.data.batch_size if data.examples["train"] is not None else None
 
     phases, phase_issues = _growing_phases(spec, group)
@@ -77,15 +58,15 @@ def plan(spec: BaseModel, base_dir: Path | None = None) -> RunPlan:
         if stage.type == "derive":
             stages.append(DeriveStagePlan(index=index, name=stage.name))
         elif stage.type == "evaluate":
-            issues += _check_evaluate(stage, index, group, base_dir)
+            issues += check_evaluate(stage, index, group, base_dir)
             stages.append(EvaluateStagePlan(index=index, name=stage.name, learner=stage.learner, genotype=stage.genotype,
                                             protocol=stage, seed=spec.seed if stage.seed is None else stage.seed))
         else:
-            issues += _check_train_stage(stage, index, group)
+            issues += check_train_stage(stage, index, group)
             stages.append(_train_stage(stage, index, group, epoch, phases[index], iterations))
             epoch += stage.epochs
     issues += [PlanIssue(("hypergradient", "method"), problem) for problem in spec.hypergradient.check(spec.optim.weights)]
-    issues += _check_expectations(spec, group)
+    issues += check_expectations(spec, group)
     if issues:
         raise PlanError(issues)
     stages = _with_ramps(stages, group)
@@ -95,74 +76,12 @@ def plan(spec: BaseModel, base_dir: Path | None = None) -> RunPlan:
         name=spec.name, description=spec.description, seed=spec.seed, deterministic=spec.deterministic, data=data,
         learners=learners, stages=tuple(stages), loss_weights=spec.loss_weights, labeler=spec.pseudo_labels,
         hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=spec.run, expect=tuple(spec.expect),
+        warnings=tuple(memory_warnings(spec, group)),
         nodes=nodes, edges=edges, passes=_passes(spec.hypergradient, learners, group.steps),
     )
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def _check_group(spec: BaseModel, group: _Group) -> list[PlanIssue]:
-    issues = []
-    lam = spec.loss_weights.pseudo
-    if group.steps and not group.names:
-        issues.append(PlanIssue(("learners",), "a training stage needs at least one learner"))
-    if group.has_v and lam > 0 and len(group.names) < 2:
-        issues.append(PlanIssue(("loss_weights", "pseudo"), f"λ = {lam} > 0 needs at least two learners to learn from each other; set it to 0 for a single learner"))
-    if group.has_v and spec.loss_weights.labeled == 0 and (lam == 0 or len(group.names) < 2):
-        issues.append(PlanIssue(("loss_weights",), "stage 2 would have no loss: both weights are zero"))
-    return issues
-
-
-def _check_batches(spec: BaseModel, group: _Group, data: DataPlan) -> list[PlanIssue]:
-    issues = []
-    batch, train, val = spec.data.batch_size, data.examples["train"], data.examples["val"]
-    if train is not None and train < batch and group.steps:
-        issues.append(PlanIssue(("data", "batch_size"), f"batch size {batch} is larger than D_train ({train} examples)"))
-    # A-steps read D_val; V-steps with peers read D_u (a split again): each must fill one batch too.
-    if val is not None and val < batch and (("A" in group.steps and group.searchable)
-                                            or (spec.data.unlabeled == "val" and group.producers)):
-        issues.append(PlanIssue(("data", "batch_size"), f"batch size {batch} is larger than D_val ({val} examples)"))
-    return issues
-
-
-def _check_train_stage(stage: BaseModel, index: int, group: _Group) -> list[PlanIssue]:
-    from sgl import registry
-
-    where, steps, issues = ("stages", index), stage.steps, []
-    if "A" in steps and not group.searchable:
-        kinds = ", ".join(registry.names("search_space"))
-        issues.append(PlanIssue(where + ("steps",), f"an A-step needs a searchable learner (kind {kinds}, ...)"))
-    if "A" in steps and stage.arch_start >= stage.epochs:
-        issues.append(PlanIssue(where + ("arch_start",), f"arch_start ({stage.arch_start}) must be below epochs ({stage.epochs}): no A-step would run"))
-    if "V" in steps and group.producers and "PL" not in steps:
-        issues.append(PlanIssue(where + ("steps",), "V learns from the peers' pseudo-labels: add PL before V (or set loss_weights.pseudo: 0)"))
-    if "PL" in steps and not ("V" in steps and group.producers):
-        issues.append(PlanIssue(where + ("steps",), "PL makes pseudo-labels that no V-step uses in this stage"))
-    if "PL" in steps and "V" in steps and steps.index("PL") > steps.index("V"):
-        issues.append(PlanIssue(where + ("steps",), "PL must come before V: V reads this iteration's pseudo-labels"))
-    return issues
-
-
-def _check_evaluate(stage: BaseModel, index: int, group: _Group, base_dir: Path | None) -> list[PlanIssue]:
-    issues = []
-    if stage.learner is not None:
-        if stage.learner not in group.configs:
-            hint = did_you_mean(stage.learner, group.names, cutoff=0.6)
-            issues.append(PlanIssue(("stages", index, "learner"), f"no learner named {stage.learner!r}{hint}"))
-        elif not type(group.configs[stage.learner]).searchable:
-            issues.append(PlanIssue(("stages", index, "learner"), f"learner {stage.learner!r} is fixed: it has no genotype to evaluate"))
-    if stage.genotype is not None:
-        from sgl.registry.spaces.genotype import resolve_genotype
-
-        try:
-            resolve_genotype(stage.genotype, base_dir)  # a name, or a file that must hold a genotype
-        except (ValueError, OSError) as exc:
-            issues.append(PlanIssue(("stages", index, "genotype"), str(exc)))
-    return issues
-
-
-def _growing_phases(spec: BaseModel, group: _Group) -> tuple[dict[int, dict[str, int]], list[PlanIssue]]:
+def _growing_phases(spec: BaseModel, group: Group) -> tuple[dict[int, dict[str, int]], list[PlanIssue]]:
     """Per training stage (by index), each searchable learner's growing phase (0-based).
 
     Stages may name their phase (``growing_phase``, 1-based; a stage without one stays in the phase
@@ -196,7 +115,7 @@ def _growing_phases(spec: BaseModel, group: _Group) -> tuple[dict[int, dict[str,
     return phases, issues
 
 
-def _with_ramps(stages: list[StagePlan], group: _Group) -> list[StagePlan]:
+def _with_ramps(stages: list[StagePlan], group: Group) -> list[StagePlan]:
     """Add to each training stage where each growing learner's networks stand in their phase."""
     from dataclasses import replace
 
@@ -224,31 +143,6 @@ def _with_ramps(stages: list[StagePlan], group: _Group) -> list[StagePlan]:
     return out
 
 
-_SUMMARY_KEYS = ("name", "status", "dataset", "hypergradient", "seed", "epochs_done", "learners", "search_cost",
-                 "evaluations", "distributed", "early_stopped")
-
-
-def _check_expectations(spec: BaseModel, group: _Group) -> list[PlanIssue]:
-    """Metric paths that cannot exist in this run's summary (a typo in a key, learner or stage)."""
-    issues = []
-    evaluations = [s.name for s in spec.stages if s.type == "evaluate"]
-    for i, expectation in enumerate(spec.expect):
-        parts = expectation.metric.split(".")
-        where = ("expect", i, "metric")
-        if parts[0] not in _SUMMARY_KEYS:
-            issues.append(PlanIssue(where, f"summary.json has no {parts[0]!r}{did_you_mean(parts[0], _SUMMARY_KEYS)}; "
-                                           f"it has {', '.join(_SUMMARY_KEYS)}"))
-        elif parts[0] == "learners" and (len(parts) < 2 or parts[1] not in group.names):
-            name = parts[1] if len(parts) > 1 else ""
-            issues.append(PlanIssue(where, f"no learner {name!r}{did_you_mean(name, group.names)}"))
-        elif parts[0] == "evaluations" and (len(parts) < 2 or not (parts[1] in evaluations or
-                                                                   (parts[1].isdigit() and int(parts[1]) < len(evaluations)))):
-            name = parts[1] if len(parts) > 1 else ""
-            issues.append(PlanIssue(where, f"no evaluate stage {name!r}{did_you_mean(name, evaluations)}"
-                                           + (f"; the spec's: {', '.join(evaluations)}" if evaluations else "; the spec has none")))
-    return issues
-
-
 # --------------------------------------------------------------------------- the parts of the plan
 
 
@@ -268,7 +162,7 @@ def _data_plan(spec: BaseModel) -> DataPlan:
                     batches=data.batches, val_every=data.val_every, val_subset=data.val_subset)
 
 
-def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, growing_phase: dict[str, int],
+def _train_stage(stage: BaseModel, index: int, group: Group, first_epoch: int, growing_phase: dict[str, int],
                  iterations: int | None) -> TrainStagePlan:
     actions: list[Action] = []
     for step in stage.steps:
@@ -294,7 +188,7 @@ def _train_stage(stage: BaseModel, index: int, group: _Group, first_epoch: int, 
     )
 
 
-def _learner_plan(spec: BaseModel, group: _Group, name: str, stages: list[StagePlan]) -> LearnerPlan:
+def _learner_plan(spec: BaseModel, group: Group, name: str, stages: list[StagePlan]) -> LearnerPlan:
     config = group.configs[name]
     train = [s for s in stages if isinstance(s, TrainStagePlan)]
     phases = group.growing_phases(name)

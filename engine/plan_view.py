@@ -87,6 +87,8 @@ def plan_text(plan: RunPlan, console: Console) -> None:
     if plan.passes:
         costs = ", ".join(f"{step} {p['forward']}F/{p['backward']}B" for step, p in plan.passes.items())
         console.print(f"passes per iteration (forward/backward, all learners): {costs}")
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for expectation in plan.expect:
         low, high = expectation.bounds
         source = f"  [dim]{escape(expectation.source)}[/dim]" if expectation.source else ""

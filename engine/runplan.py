@@ -117,7 +117,7 @@ class DataPlan:
     unlabeled: Literal["train", "val"]
     batch_size: int
     eval_batch_size: int
-    num_workers: int | str           # "auto": decided by the device
+    num_workers: int | None          # None: decided by the device
     examples: dict[str, int | None]  # D_train / D_val sizes when known without loading
     batches: str = "auto"            # "device", "per_image" or "auto" (decided by the device)
     val_every: int = 1               # measure D_val accuracy every this many epochs
@@ -154,6 +154,7 @@ class RunPlan:
     grad_clip: float | None
     run: Any                        # the spec's run section (output, precision, logging, ...)
     expect: tuple[Any, ...] = ()    # Expectations the run's summary must meet
+    warnings: tuple[str, ...] = ()  # legal but suspicious (a supernet too large for this machine)
     nodes: tuple[Node, ...] = ()
     edges: tuple[Edge, ...] = ()
     passes: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> forward/backward passes

@@ -84,7 +84,7 @@ def on_device_batches(plan: RunPlan, collectives: Collectives) -> bool:
 
 
 def data_workers(plan: RunPlan, collectives: Collectives) -> int:
-    if plan.data.num_workers != "auto":
+    if plan.data.num_workers is not None:
         return int(plan.data.num_workers)
     return min(8, os.cpu_count() or 1) if collectives.device.type == "cuda" else 0
 

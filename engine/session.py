@@ -21,7 +21,8 @@ from .distributed import Collectives
 from .errors import RunDirError
 from .executor import Executor, RunOptions
 from .recorder import Recorder, has_tensorboard
-from .rundir import RunDir, RunLock, new_run_dir
+from .rundir import RunDir
+from .rundir_claim import RunLock, new_run_dir
 from .runplan import RunPlan
 from .runtime import build_runtime
 

@@ -5,7 +5,6 @@ unions over what the registry holds when ``spec_model()`` is called, so plugins 
 its JSON schema without touching this file. Everything else is static.
 """
 
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -25,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sgl import registry
-from sgl.registry.core import MAX_BATCH, MAX_CHANNELS, MAX_EPOCHS, MAX_LAYERS, PathField, PathText
+from sgl.registry.core import MAX_BATCH, MAX_EPOCHS, PathField, PathText
 from sgl.registry.evaluation import DEFAULT_PROTOCOL
 
 SPEC_VERSION = 1
@@ -69,10 +68,11 @@ class DataSpecBase(Section):
     )
     batch_size: PositiveInt = Field(64, le=MAX_BATCH, description="Batch size of every search stream, per process (at most 65,536).")
     eval_batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size for measuring accuracy (at most 65,536).")
-    num_workers: NonNegativeInt | Literal["auto"] = Field(
-        "auto",
+    num_workers: NonNegativeInt | None = Field(
+        None,
+        le=256,
         description="DataLoader worker processes for datasets read image by image (0: in the main process; at "
-        "most 256). auto: up to 8 (the CPU count) on a GPU, 0 on the CPU, where workers would change the "
+        "most 256). Null: up to 8 (the CPU count) on a GPU, 0 on the CPU, where workers would change the "
         "random augmentation of a CPU run.",
     )
     batches: Literal["auto", "device", "per_image"] = Field(
@@ -83,17 +83,13 @@ class DataSpecBase(Section):
         "earlier versions).",
     )
     val_every: PositiveInt = Field(
-        1, le=MAX_EPOCHS, description="Measure the learners' accuracy on D_val every this many search epochs (and after the last)."
+        1, le=MAX_EPOCHS,
+        description="Measure the learners' accuracy on D_val every this many search epochs, and after the last "
+        "(at most 100,000).",
     )
     val_subset: PositiveInt | None = Field(
         None, description="Measure the accuracy on D_val's first N images only (null: all of D_val)."
     )
-
-    @model_validator(mode="after")
-    def _workers(self) -> "DataSpecBase":
-        if isinstance(self.num_workers, int) and self.num_workers > 256:
-            raise ValueError(f"num_workers must be at most 256, got {self.num_workers}")
-        return self
 
 
 class LossWeights(Section):
@@ -268,7 +264,7 @@ def _default(kind: str, name: str, description: str, **values: Any) -> Any:
     return Field(default_factory=lambda: config(**values), description=f"{description} Default: {name}.")
 
 
-def _stage_tag(value: Any) -> str | None:
+def stage_tag(value: Any) -> str | None:
     """The stage member a value selects: ``train``, ``derive`` or ``evaluate:<protocol>``."""
     if isinstance(value, dict):
         if "type" in value:
@@ -317,19 +313,7 @@ def _min_lr_at_most_lr(optimizer: Any, schedule: Any, lr_name: str) -> None:
     )
 
 
-def _build_spec_model() -> type[BaseModel]:
-    # A mapping that does not name its component means the default one (e.g. `weights: {lr: 0.1}`).
-    dataset_union = component("dataset", default="digits")
-    weights_optimizer = component("optimizer", default="sgd")
-    arch_optimizer = component("optimizer", default="adam")
-    scheduler_union = component("scheduler", default="cosine")
-    learner_union = component("search_space", "model")
-    labeler_union = component("pseudo_labeler", default="soft")
-    hypergradient_union = component("hypergradient", default="first_order")
-
-    class DataSpec(DataSpecBase):
-        dataset: dataset_union = _default("dataset", "digits", "The dataset (a name, or a mapping with its options).")
-
+def _optim_spec(weights_optimizer: Any, arch_optimizer: Any, scheduler_union: Any) -> type[BaseModel]:
     class OptimSpec(Section):
         weights: weights_optimizer = _default("optimizer", "sgd", "Optimizer of the network weights W and V.")
         arch: arch_optimizer = _default("optimizer", "adam", "Optimizer of the architecture weights A.")
@@ -347,16 +331,36 @@ def _build_spec_model() -> type[BaseModel]:
             _min_lr_at_most_lr(self.weights, self.schedule, "optim.weights.lr")
             return self
 
+    return OptimSpec
+
+
+def _stage_union(weights_optimizer: Any, scheduler_union: Any) -> Any:
+    """A stage: train, derive, or evaluate with one of the registered protocols."""
     evaluate_members = [
         Annotated[_evaluate_stage(entry, weights_optimizer, scheduler_union), Tag(f"evaluate:{entry.name}")]
         for entry in registry.entries("protocol")
     ]
-    Stage = Annotated[
+    return Annotated[
         Union[  # noqa: UP007
             (Annotated[TrainStage, Tag("train")], Annotated[DeriveStage, Tag("derive")], *evaluate_members)
         ],
-        Discriminator(_stage_tag),
+        Discriminator(stage_tag),
     ]
+
+
+def _build_spec_model() -> type[BaseModel]:
+    # A mapping that does not name its component means the default one (e.g. `weights: {lr: 0.1}`).
+    dataset_union = component("dataset", default="digits")
+    weights_optimizer = component("optimizer", default="sgd")
+    scheduler_union = component("scheduler", default="cosine")
+    learner_union = component("search_space", "model")
+    labeler_union = component("pseudo_labeler", default="soft")
+    hypergradient_union = component("hypergradient", default="first_order")
+    OptimSpec = _optim_spec(weights_optimizer, component("optimizer", default="adam"), scheduler_union)  # noqa: N806
+    Stage = _stage_union(weights_optimizer, scheduler_union)  # noqa: N806
+
+    class DataSpec(DataSpecBase):
+        dataset: dataset_union = _default("dataset", "digits", "The dataset (a name, or a mapping with its options).")
 
     class Spec(Section):
         """An sgl recipe: the learners, their data, the stages and how to run them."""
@@ -406,102 +410,3 @@ def spec_model() -> type[BaseModel]:
     if _cache is None or _cache[0] != registry.version():
         _cache = (registry.version(), _build_spec_model())
     return _cache[1]
-
-
-def json_schema() -> dict[str, Any]:
-    schema = _editor_friendly(spec_model().model_json_schema())
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "sgl spec"
-    return schema
-
-
-def _editor_friendly(node: Any) -> Any:
-    """Make the schema accept what the loader accepts.
-
-    pydantic writes unions as ``oneOf``, but members may overlap for a JSON Schema validator (a
-    stage ``{name: derive}`` fits DeriveStage and EvaluateStage; ``{lr: 0.1}`` fits SGD and Adam), and
-    it cannot see the shorthands (``dataset: digits``, ``alice: darts``): so unions become ``anyOf``
-    and a component union also admits the registered names as a plain string.
-    """
-    if isinstance(node, list):
-        return [_editor_friendly(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _editor_friendly(value) for key, value in node.items()}
-    if "oneOf" in out:
-        members = out.pop("oneOf")
-        mapping = (out.pop("discriminator", None) or {}).get("mapping")  # OpenAPI's, not JSON Schema's
-        if mapping:
-            members = [*members, {"type": "string", "enum": sorted(mapping)}]
-        out["anyOf"] = members
-    return out
-
-
-def allowed_keys(path: tuple[Any, ...], data: Any) -> list[str]:
-    """Keys the model accepts at ``path`` of the (raw) spec ``data``: the candidates for 'did you mean'."""
-    model = _model_at(spec_model(), path, data)
-    return list(model.model_fields) if model is not None else []
-
-
-def _model_at(annotation: Any, path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
-    annotation, data = _choose(annotation, data)
-    if not path:
-        return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    head, rest = path[0], path[1:]
-    sub = data.get(head) if isinstance(data, dict) else data[head] if isinstance(data, list) and isinstance(head, int) and head < len(data) else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(head) if isinstance(head, str) else None
-        if field is None:
-            return None
-        # pydantic keeps a field's Annotated metadata (our shorthand validators) apart from its type.
-        typ = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        return _model_at(typ, rest, sub)
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is dict:
-        return _model_at(args[1], rest, sub)
-    if origin is list:
-        return _model_at(args[0], rest, sub)
-    return None
-
-
-def _choose(annotation: Any, data: Any) -> tuple[Any, Any]:
-    """Unwrap Annotated / Optional / discriminated unions down to the member ``data`` selects.
-
-    Before-validators on the way are applied to ``data``, so shorthands select as validation does.
-    """
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation, *metadata = typing.get_args(annotation)
-            for item in metadata:
-                if isinstance(item, BeforeValidator):
-                    data = item.func(data)
-            continue
-        if origin is Union or str(origin) == "types.UnionType":
-            members = [typing.get_args(m)[0] if typing.get_origin(m) is Annotated else m for m in typing.get_args(annotation)]
-            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-            picked = _pick_member(models, data)
-            if picked is None:
-                others = [m for m in members if m is not type(None)]
-                return (others[0] if len(others) == 1 else None), data
-            return picked, data
-        return annotation, data
-
-
-def _pick_member(models: list[type[BaseModel]], data: Any) -> type[BaseModel] | None:
-    if len(models) == 1:
-        return models[0]
-    if not isinstance(data, dict):
-        return None
-    if all("type" in m.model_fields for m in models):
-        # Stages: pick as the discriminator does (a train stage may be *named* "derive" or "evaluate").
-        tag = _stage_tag(data)
-        for model in models:
-            if _stage_tag(model.model_construct()) == tag:
-                return model
-    for key in ("kind", "name", "method"):
-        for model in models:
-            field = model.model_fields.get(key)
-            if field is not None and key in data and field.default == data[key]:
-                return model
-    return None

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import MINI_SPEC, problems, write_spec
 from sgl.engine.cli import main
-from sgl.engine.load import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from sgl.engine.yaml_reader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
 
 
 def only(lines: list[str]) -> str:

@@ -324,3 +324,23 @@ def test_plan_views_name_every_learner_and_step():
     dot = plan_view.plan_dot(plan)
     assert dot.startswith('digraph "quickstart" {') and dot.rstrip().endswith("}")
     assert '"1/PL[bob]" -> "1/V[alice]"' in dot
+
+
+def test_a_supernet_too_large_for_this_machine_is_a_warning_not_an_error():
+    fine = plan_of(SPECS / "quickstart.yaml")
+    assert fine.warnings == ()
+    huge = plan_of(SPECS / "quickstart.yaml", ["learners.alice.channels=2048", "data.dataset={name: digits, size: 64, channels: 3}"])
+    (warning,) = huge.warnings
+    assert warning.startswith("learners.alice: its supernet needs about ") and "GiB" in warning and "batch 64" in warning
+
+
+def test_the_activation_estimate_matches_the_measured_darts_search():
+    from sgl.registry import Task
+    from sgl.registry.spaces import DartsConfig, PCDartsConfig
+
+    cifar = Task(num_classes=10, in_channels=3, image_size=32)
+    # DESIGN §5: one DARTS learner, 8 cells of C=16 on 32x32, batch 64: ~11 GB at its peak
+    assert 9e9 < DartsConfig(channels=16, layers=8).activation_bytes(cifar, 64) < 13e9
+    # partial channels keep about 1/K of the mixed ops' activations
+    darts = DartsConfig(channels=16, layers=8).activation_bytes(cifar, 64)
+    assert PCDartsConfig(channels=16, layers=8, partial_channels=4).activation_bytes(cifar, 64) < darts / 3

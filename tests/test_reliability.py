@@ -193,7 +193,7 @@ def test_a_broken_run_json_is_a_clean_error(stopped_once, tmp_path):
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):
-    from sgl.engine.rundir import new_run_dir
+    from sgl.engine.rundir_claim import new_run_dir
 
     made, locks, errors = [], [], []
 
@@ -214,7 +214,7 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
 
 
 def test_a_run_directory_in_use_is_refused(reference, tmp_path):
-    from sgl.engine.rundir import RunLock
+    from sgl.engine.rundir_claim import RunLock
 
     spec, _ = reference
     busy = tmp_path / "busy"

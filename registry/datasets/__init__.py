@@ -27,6 +27,10 @@ class DatasetConfig(ComponentConfig):
         """Size of the training set when known without loading it (for planning)."""
         return None
 
+    def input_shape(self) -> tuple[int, int] | None:
+        """(channels, image size) of its images when known without loading them (for planning)."""
+        return None
+
 
 @register("dataset", "digits")
 class DigitsConfig(DatasetConfig):
@@ -47,6 +51,9 @@ class DigitsConfig(DatasetConfig):
     def num_train(self) -> int:
         return 1797 - round(1797 * self.test_fraction)
 
+    def input_shape(self) -> tuple[int, int]:
+        return self.channels, self.size
+
 
 class CifarConfig(DatasetConfig):
     root: PathField = Field(Path("data/cifar"), description="Folder holding the CIFAR python batches (relative to the spec).")
@@ -60,6 +67,9 @@ class CifarConfig(DatasetConfig):
 
     def num_train(self) -> int:
         return 50_000
+
+    def input_shape(self) -> tuple[int, int]:
+        return 3, 32
 
 
 @register("dataset", "cifar10")
@@ -92,6 +102,9 @@ class ImageNetFolderConfig(DatasetConfig):
 
         return load_imagenet_bundle(self, base_dir=base_dir, seed=seed, cutout=cutout)
 
+    def input_shape(self) -> tuple[int, int]:
+        return 3, self.image_size
+
 
 @register("dataset", "fake")
 class FakeConfig(DatasetConfig):
@@ -111,3 +124,6 @@ class FakeConfig(DatasetConfig):
 
     def num_train(self) -> int:
         return self.train_size
+
+    def input_shape(self) -> tuple[int, int]:
+        return self.channels, self.image_size
