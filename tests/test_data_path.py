@@ -120,19 +120,19 @@ learners:
   alice: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
   bob: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
 stages:
-  - {{name: search, epochs: 3, steps: [A, W, PL, V]}}
+  - {{name: search, epochs: {epochs}, steps: [A, W, PL, V]}}
 run: {{cpu: true, log_every: 2}}
 """
 
 
-def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", **options) -> Path:
+def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", epochs: int = 2, **options) -> Path:
     from sgl.engine.executor import RunOptions
     from sgl.engine.session import run_spec
 
     if not (tmp_path / "cifar").exists():
         _write_cifar10(tmp_path / "cifar", per_batch=8)
     spec = tmp_path / f"{name}.yaml"
-    spec.write_text(SPEC.format(batches=batches, extra=extra))
+    spec.write_text(SPEC.format(batches=batches, extra=extra, epochs=epochs))
     return run_spec(spec, (), RunOptions(run_dir=tmp_path / name, progress=False, **options))
 
 
@@ -147,9 +147,6 @@ def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
         _run(tmp_path, "stopped", stop_after_epochs=1)
     resume_run(tmp_path / "stopped", RunOptions(progress=False))
     assert_same_run(straight, tmp_path / "stopped")
-    per_image = _run(tmp_path, "per_image", batches="per_image")
-    lines = lambda d: [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    assert len(lines(straight)) == len(lines(per_image))  # same schedule, other random crops
 
 
 def test_accuracy_on_d_val_every_few_epochs_and_on_a_subset(tmp_path, monkeypatch):
@@ -163,7 +160,7 @@ def test_accuracy_on_d_val_every_few_epochs_and_on_a_subset(tmp_path, monkeypatc
         return real(self, learner, net, dataset, indices, with_loss)
 
     monkeypatch.setattr(Runtime, "network_accuracy", counting)
-    run_dir = _run(tmp_path, "sparse", batches="per_image", extra=", val_every: 2, val_subset: 5")
+    run_dir = _run(tmp_path, "sparse", batches="per_image", extra=", val_every: 2, val_subset: 5", epochs=3)
     epochs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in l]
     measured = sorted({r["epoch"] for r in epochs if "val/V/acc" in r})
     assert measured == [1, 2]  # every second epoch, and the last

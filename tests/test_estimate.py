@@ -11,7 +11,7 @@ from sgl.engine.cli import main
 
 QUICK = ["learners.carol={kind: darts, channels: 4, layers: 3, nodes: 2}", "data.split.train=0.2", "data.split.val=0.2"]
 #: The paper's SGL-DARTS recipe on data this machine has, small enough to time in seconds.
-PAPER = ["data.dataset={name: digits, size: 16, channels: 3}", "data.batch_size=32",
+PAPER = ["data.dataset={name: digits, size: 8, channels: 3}", "data.batch_size=32",
          "learners.learner1.channels=4", "learners.learner1.layers=3", "learners.learner2.channels=4",
          "learners.learner2.layers=3", "stages.3.channels=4", "stages.3.layers=3", "stages.3.batch_size=32"]
 
