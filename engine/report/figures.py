@@ -79,35 +79,31 @@ def _line_style(count: int) -> dict[str, Any]:
     return {"marker": "o", "markersize": 3} if count <= 30 else {}
 
 
+def _finish_curves(ax, ylabel: str, title: str, xlabel: str = "epoch") -> None:
+    """Label a curve axis the way every curve figure here is labelled."""
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _integer_x(ax)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def loss_figure(run: RunData, out: Path) -> list[Path]:
     fig = _figure(CURVE_FIGSIZE)
     ax = fig.add_subplot()
     drawn = 0
-    if run.iters:
-        for learner in _learner_names(run.iters):
-            rows = [r for r in run.iters if r.get("learner") == learner]
-            for net in R.NETWORKS:
-                xs, ys = _series(rows, R.STEP, R.loss(net))
-                if xs:
-                    ax.plot(xs, ys, label=f"{learner} {net}", linewidth=1.2, **_line_style(len(xs)))
-                    drawn += 1
-        ax.set_xlabel("iteration")
-    else:
-        for learner in _learner_names(run.epochs):
-            rows = [r for r in run.epochs if r.get("learner") == learner]
-            for net in R.NETWORKS:
-                xs, ys = _series(rows, R.EPOCH_INDEX, R.train_loss(net), offset=1)
-                if xs:
-                    ax.plot(xs, ys, label=f"{learner} {net}", linewidth=1.2, **_line_style(len(xs)))
-                    drawn += 1
-        ax.set_xlabel("epoch")
+    # per-iteration losses where the run logged them, else the epoch means
+    records, xkey, ykey, offset, xlabel = ((run.iters, R.STEP, R.loss, 0, "iteration") if run.iters
+                                           else (run.epochs, R.EPOCH_INDEX, R.train_loss, 1, "epoch"))
+    for learner in _learner_names(records):
+        rows = [r for r in records if r.get("learner") == learner]
+        for net in R.NETWORKS:
+            xs, ys = _series(rows, xkey, ykey(net), offset=offset)
+            if xs:
+                ax.plot(xs, ys, label=f"{learner} {net}", linewidth=1.2, **_line_style(len(xs)))
+                drawn += 1
     if not drawn:
         return []
-    _integer_x(ax)
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{run.label}: loss per learner and network")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish_curves(ax, "training loss", f"{run.label}: loss per learner and network", xlabel=xlabel)
     return _save(fig, out / f"{run.label}_loss")
 
 
@@ -128,12 +124,7 @@ def accuracy_figure(run: RunData, out: Path) -> list[Path]:
                     drawn += 1
     if not drawn:
         return []
-    ax.set_xlabel("epoch")
-    _integer_x(ax)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{run.label}: accuracy (solid: validation, dashed: training)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish_curves(ax, "accuracy (%)", f"{run.label}: accuracy (solid: validation, dashed: training)")
     return _save(fig, out / f"{run.label}_accuracy")
 
 
@@ -153,12 +144,8 @@ def eval_figure(run: RunData, out: Path) -> list[Path]:
             xs, ys = _series(rows, R.EPOCH_INDEX, key, offset=1)
             acc_ax.plot(xs, [_pct(y) for y in ys], style, color=color, label=f"{stage} ({key.split('/')[0]})",
                         linewidth=1.2, **_line_style(len(xs)))
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="evaluation: loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="evaluation: test (solid), train (dashed)")
-    _integer_x(loss_ax, acc_ax)
-    for ax in (loss_ax, acc_ax):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    _finish_curves(loss_ax, "training loss", "evaluation: loss")
+    _finish_curves(acc_ax, "accuracy (%)", "evaluation: test (solid), train (dashed)")
     fig.suptitle(run.label)
     return _save(fig, out / f"{run.label}_eval")
 
