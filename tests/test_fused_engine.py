@@ -79,9 +79,10 @@ def test_a_fused_run_resumes_bit_identically_and_exports(tmp_path):
 
     spec = write_spec(tmp_path, SPEC.replace("carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",
                                              "carol: {kind: darts, channels: 4, layers: 3, nodes: 2}"))
-    straight = run_spec(spec, ["run.fused=true"], RunOptions(run_dir=tmp_path / "straight", progress=False))
+    small = ["run.fused=true", "data.batch_size=32", "data.split={train: 0.1, val: 0.1}"]
+    straight = run_spec(spec, small, RunOptions(run_dir=tmp_path / "straight", progress=False))
     with pytest.raises(Interrupted):
-        run_spec(spec, ["run.fused=true"], RunOptions(run_dir=tmp_path / "stopped", progress=False, stop_after_epochs=1))
+        run_spec(spec, small, RunOptions(run_dir=tmp_path / "stopped", progress=False, stop_after_epochs=1))
     resume_run(tmp_path / "stopped", RunOptions(progress=False))
     assert_same_run(straight, tmp_path / "stopped")
     model = load_model(export_model(straight, "alice", "pt"))
