@@ -20,7 +20,7 @@ from sgl.engine.session import resume_run, run_spec
 TINY = """
 name: tiny
 seed: 5
-data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
+data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
 learners:
   alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
   bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}
@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     def poisoned(learner, x, y, ctx):
         calls["n"] += 1
         result = real(learner, x, y, ctx)
-        if calls["n"] > 3 * 8 + 4:  # mid-way through the second epoch (3 learners, 8 iterations an epoch)
+        if calls["n"] > 3 * 4 + 2:  # mid-way through the second epoch (3 learners, 4 iterations an epoch)
             result.loss = result.loss * float("nan")
             result.finite = torch.isfinite(result.loss)
         return result
@@ -244,7 +244,7 @@ def test_plain_progress_lines_and_summary_when_not_a_terminal(tmp_path):
     process = _cli("run", str(spec), "stages.1.epochs=1", "--run-dir", str(tmp_path / "cli"), cwd=tmp_path)
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0, out
-    assert "[warmup] epoch 1/2 · iteration 3/8" in out
+    assert "[warmup] epoch 1/2 · iteration 3/4" in out
     assert "ETA" in out
     assert "summary" in out and "alice" in out and "genotypes/alice.json" in out
 

@@ -89,7 +89,7 @@ def test_the_scale_survives_growing_phases_and_replaced_optimizers_are_dropped(t
     for _ in range(3):
         first.run_iteration(arch_on=True)
     second.begin()  # pat enters its second phase: new networks, new optimizers
-    for _ in range(20):
+    for _ in range(6):  # each iteration steps every live optimizer through the scaler
         second.run_iteration(arch_on=True)
     assert runtime.accelerator.scaler.get_scale() == START
     live = {id(n.optimizer) for learner in runtime.learners.values() for n in learner.nets.values()}

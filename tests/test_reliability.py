@@ -334,13 +334,22 @@ def _torchrun(spec: Path, *args: str, cwd: Path, env: dict | None = None) -> sub
 
 
 def _workers(process: subprocess.Popen, timeout: float = 120) -> list:
+    """torchrun's two workers, by rank: its direct children that carry a RANK (a worker's own
+    short-lived children, forked with the same command line, are not workers)."""
     import psutil
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        children = [c for c in psutil.Process(process.pid).children(recursive=True) if "sgl.engine.cli" in " ".join(c.cmdline())]
-        if len(children) == 2:
-            return children
+        ranked = {}
+        for child in psutil.Process(process.pid).children(recursive=False):
+            try:
+                rank = child.environ().get("RANK")
+            except psutil.Error:  # gone, or not yet readable
+                continue
+            if rank is not None:
+                ranked[int(rank)] = child
+        if sorted(ranked) == [0, 1]:
+            return [ranked[0], ranked[1]]
         time.sleep(0.2)
     raise AssertionError("the two workers did not start")
 
