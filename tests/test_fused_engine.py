@@ -46,15 +46,16 @@ def test_a_short_search_is_the_plain_search_up_to_rounding(tmp_path):
     spec = write_spec(tmp_path, SPEC)
     # plain SGD on the architecture: Adam would turn the rounding noise of a gradient near zero
     # into a step of its full lr in either direction, and hide what this test is about
-    sgd = "optim.arch={name: sgd, lr: 0.05}"
-    plain, fused = build_runner(spec, ["run.fused=false", sgd]), build_runner(spec, ["run.fused=true", sgd])
+    small = ["optim.arch={name: sgd, lr: 0.05}", "data.batch_size=32"]
+    plain, fused = build_runner(spec, ["run.fused=false", *small]), build_runner(spec, ["run.fused=true", *small])
     assert type(fused.learners["alice"].nets["W"].module).__name__ == "FusedSupernet"
     assert type(fused.learners["carol"].nets["W"].module).__name__ == "NetworkCIFAR"  # fixed learners stay as they are
     for _ in range(5):
         plain.search_iteration()
         fused.search_iteration()
-    # float32 sums in another order; five steps of the coupled learners grow that to ~1e-4 (measured)
-    assert all(d < 1e-3 for d in _largest_difference(plain, fused).values()), _largest_difference(plain, fused)
+    # float32 sums in another order, grown by five steps of the coupled learners: measured 2.4e-7
+    # here (1.4e-4 with batches of 128); a wrong op or edge moves the weights by far more
+    assert all(d < 1e-4 for d in _largest_difference(plain, fused).values()), _largest_difference(plain, fused)
     for name in ("alice", "bob"):
         assert plain.learners[name].genotype() == fused.learners[name].genotype()
 
