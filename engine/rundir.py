@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from .errors import RunDirError
 from .faults import crash_point
+from .rundir_claim import RunLock
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -187,12 +188,22 @@ class RunDir:
                 removed.append(tmp)
         return removed
 
+    def _partly_set_up(self) -> bool:
+        """Whether ``write_start`` began here (its first files, or their temporaries) but did not finish."""
+        names = [p.name for p in (self.spec, self.resolved_spec, self.plan, self.env, self.run_info)]
+        return self.path.is_dir() and ((self.path / RunLock.NAME).exists() or any(
+            (self.path / name).exists() or any(self.path.glob(f".{name}.*.tmp")) for name in names))
+
     def is_run(self) -> bool:
         return self.path.is_dir() and any(p.exists() for p in (self.run_info, self.summary, self.metrics))
 
     # -- reading
     def read_run_info(self) -> dict[str, Any]:
         if not self.run_info.exists():
+            if self._partly_set_up():
+                raise RunDirError(f"{str(self.path)!r} was stopped while it was being set up, before anything ran (it has "
+                                  f"no {self.run_info.name}); start it again with the same sgl run command and "
+                                  f"--run-dir {str(self.path)!r} --overwrite")
             raise RunDirError(f"{str(self.path)!r} is not an sgl run directory (no {self.run_info.name})")
         info = read_json(self.run_info)
         if not info:
@@ -209,8 +220,8 @@ class RunDir:
         atomic_write_text(self.spec, spec_text)
         atomic_write_text(self.resolved_spec, resolved_yaml)
         atomic_write_text(self.plan, plan_text)
-        write_json(self.run_info, run_info)
         write_json(self.env, env)
+        write_json(self.run_info, run_info)  # last: a directory with run.json is completely set up
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl (flushed: a kill loses at most the line being written)."""

@@ -85,7 +85,10 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
     try:
         rundir = RunDir(rundir.path, writer=main)
         rundir.remove_stale_temporaries()
-        executor, cursor = _restore(rundir, compiled, accelerator, options)
+        if any(p.exists() for p in Checkpointer(rundir).paths()):
+            executor, cursor = _restore(rundir, compiled, accelerator, options)
+        else:
+            executor, cursor = _from_the_start(rundir, compiled, accelerator, options), Cursor()
         if cursor.stage >= len(compiled.plan.stages) and rundir.read_summary().get("status") == "completed":
             executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
             return rundir.path
@@ -119,6 +122,16 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
             executor.progress.message(f"[yellow]{'; '.join(failures)}[/yellow]{kept} — resumed from {path} instead")
         return executor, cursor
     raise no_usable_checkpoint(rundir, failures)
+
+
+def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> Executor:
+    """A run stopped after it was set up but before its first checkpoint: nothing had trained, so it
+    starts again from the beginning, as ``run_spec`` would have gone on."""
+    runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
+    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+    executor.progress.message(f"{rundir.path} was stopped before its first checkpoint; starting it from the beginning")
+    executor.checkpoint_start()
+    return executor
 
 
 def _set_aside(path: Path) -> Path:

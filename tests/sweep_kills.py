@@ -4,7 +4,9 @@
 
 For each point, `sgl run` of the small reliability spec (a checkpoint after every iteration) is
 killed there with SIGKILL (``SGL_CRASH_AT``), `sgl resume` finishes it, and the run is compared with
-an uninterrupted one: metrics, genotypes and every weight. Prints one line per point and a count.
+an uninterrupted one: metrics, genotypes and every weight. A kill before the directory is set up
+(before run.json) cannot be resumed: resume must say so, and the advised ``sgl run --overwrite`` is
+compared instead. Prints one line per point and a count.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main() -> None:
         spec = write(tmp, SMALL)
         straight = tmp / "straight"
         assert sgl("run", str(spec), *EVERY, "--run-dir", str(straight), "-q", cwd=tmp).returncode == 0
-        tried = same = 0
+        tried = same = restarts = 0
         for point, nth in _points(args.points):
             run_dir = tmp / f"{point}-{nth}"
             killed = sgl("run", str(spec), *EVERY, "--run-dir", str(run_dir), "-q", cwd=tmp, env={"SGL_CRASH_AT": f"{point}:{nth}"})
@@ -49,16 +51,22 @@ def main() -> None:
                 continue
             tried += 1
             resumed = sgl("resume", str(run_dir), "-q", cwd=tmp)
+            how = "resumed"
+            if resumed.returncode == 2 and "was being set up" in resumed.stdout:
+                # killed before run.json: nothing ran, and resume says to start again; do as it says
+                how, restarts = "resume said to start again, started again", restarts + 1
+                resumed = sgl("run", str(spec), *EVERY, "--run-dir", str(run_dir), "--overwrite", "-q", cwd=tmp)
             try:
                 assert resumed.returncode == 0, resumed.stdout
                 assert_same_run(straight, run_dir)
                 assert not list(run_dir.rglob(".*.tmp"))
                 same += 1
-                print(f"{point}:{nth}: killed, resumed, bit-identical", flush=True)
+                print(f"{point}:{nth}: killed, {how}, bit-identical", flush=True)
             except AssertionError as exc:
                 print(f"{point}:{nth}: DIFFERENT: {exc}", flush=True)
             shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"{tried} kill points tried, {same} resumed bit-identically")
+        print(f"{tried} kill points tried, {same} bit-identical to the uninterrupted run "
+              f"({restarts} of them killed during set-up and started again as resume advised)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

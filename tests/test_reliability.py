@@ -63,6 +63,7 @@ KILLS = [
     ("iteration", 2),    # inside the first epoch: only the start and time checkpoints exist
     ("write", 7),        # inside an atomic write (a temporary file left behind)
     ("checkpoint", 9),   # just after a checkpoint in the search stage
+    ("write", 6),        # inside the first checkpoint's write: resuming starts from the beginning
     ("summary", 1),      # after the last checkpoint, before summary.json
 ]
 
@@ -89,6 +90,17 @@ def test_a_kill_during_a_resumed_run_resumes_again(reference, tmp_path):
     resumed = sgl("resume", str(run_dir), "-q", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_same_run(straight, run_dir)
+
+
+def test_a_kill_while_the_directory_is_set_up_says_to_start_again(reference, tmp_path):
+    spec, _ = reference
+    run_dir = tmp_path / "setup"
+    killed = sgl("run", str(spec), "--run-dir", str(run_dir), "-q", cwd=tmp_path, env={"SGL_CRASH_AT": "write:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout
+    result = CliRunner().invoke(main, ["resume", str(run_dir)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "was stopped while it was being set up, before anything ran" in result.output
+    assert f"--run-dir {str(run_dir)!r} --overwrite" in result.output
 
 
 def test_a_completed_run_resumed_writes_nothing_new(reference, tmp_path):
