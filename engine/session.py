@@ -53,7 +53,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         },
         env=environment(accelerator, compiled.base_dir),
     )
-    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+    executor = _executor(runtime, rundir, compiled.plan, options)
     executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
     try:
         executor.execute(Cursor())
@@ -99,6 +99,10 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
     return rundir.path
 
 
+def _executor(runtime: Any, rundir: RunDir, plan: RunPlan, options: RunOptions) -> Executor:
+    return Executor(runtime, Recorder(rundir, plan.run.tensorboard), options)
+
+
 def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
     """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
     failures: list[str] = []
@@ -108,8 +112,7 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
         except CheckpointUnreadable as exc:
             failures.append(str(exc))
             continue
-        runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
-        executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
         try:
             cursor = executor.restore(state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
@@ -127,8 +130,7 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
 def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> Executor:
     """A run stopped after it was set up but before its first checkpoint: nothing had trained, so it
     starts again from the beginning, as ``run_spec`` would have gone on."""
-    runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)
-    executor = Executor(runtime, Recorder(rundir, compiled.plan.run.tensorboard), options)
+    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
     executor.progress.message(f"{rundir.path} was stopped before its first checkpoint; starting it from the beginning")
     executor.checkpoint_start()
     return executor
