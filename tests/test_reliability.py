@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from sgl.engine.cli import main
 from sgl.engine.executor import RunOptions
-from sgl.engine.session import resume_run, run_spec
+from sgl.engine.session import run_spec
 from test_execute import TINY, _cli, assert_same_run, write
 
 #: The many runs these tests make: TINY without its fixed learner (2 supernets, 4 iterations an epoch, 3 epochs).
