@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from sgl.engine.data import BatchStream
+    from sgl.engine.run.data import BatchStream
     from sgl.registry.datasets import Cifar10Config
 
     device = torch.device(args.device)

@@ -91,7 +91,7 @@ def _hand_iteration(learners, opts, arch_opts, x, y, xu, xv, yv, clip=5.0) -> No
 
 
 def _runners(size: str, learners: int, device: str, precision: str):
-    from sgl.engine.runner import build_runner
+    from sgl.engine.run.runner import build_runner
 
     shape = SIZES[size]
     names = [f"l{i}" for i in range(learners)]

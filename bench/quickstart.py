@@ -47,7 +47,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "sgl.engine.cli", "run", args.spec, *args.overrides,
+            subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", "run", args.spec, *args.overrides,
                             "--run-dir", str(Path(tmp) / "run"), "-q"], check=True)
             wall = time.perf_counter() - start
             # ru_maxrss of children is the largest child so far (KiB on Linux).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sgl import registry
-from sgl.engine.compile import compile_spec
+from sgl.engine.plan.compile import compile_spec
 
 from conftest import write_spec
 

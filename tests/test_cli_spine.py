@@ -14,7 +14,7 @@ from conftest import MINI_SPEC, REPO, SPECS, where, write_spec
 
 def sgl(*args: str, cwd: Path = REPO, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *python, "-m", "sgl.engine.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+        [sys.executable, *python, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=60
     )
 
 
@@ -128,7 +128,7 @@ def test_start_up_does_not_import_torch(args):
     result = sgl(*args, python=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-2000:]
     modules = _imported(result.stderr)
-    assert "sgl.engine.cli" in modules or "sgl.engine" in modules  # importtime output was read
+    assert "sgl.engine.cli.main" in modules or "sgl.engine" in modules  # importtime output was read
     heavy = sorted(m for m in modules if m.split(".")[0] in ("torch", "torchvision", "accelerate", "matplotlib", "sklearn"))
     assert heavy == [], f"`sgl {' '.join(args)}` imports {heavy[:5]}"
 

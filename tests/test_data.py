@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sgl.engine.data import BatchStream, eval_batches, split_indices
+from sgl.engine.run.data import BatchStream, eval_batches, split_indices
 from sgl.registry.datasets.base import TensorImageDataset
 
 

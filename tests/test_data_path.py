@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision import transforms
 
-from sgl.engine.data import BatchStream
+from sgl.engine.run.data import BatchStream
 from sgl.registry.datasets import Cifar10Config
 from sgl.registry.datasets.base import Cutout
 from sgl.registry.datasets.batched import BatchAugment, InMemory, cutout, random_crop, random_flip
@@ -125,8 +125,8 @@ run: {{cpu: true, log_every: 2}}
 
 
 def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", epochs: int = 2, **options) -> Path:
-    from sgl.engine.executor import RunOptions
-    from sgl.engine.session import run_spec
+    from sgl.engine.run.executor import RunOptions
+    from sgl.engine.rundir.session import run_spec
 
     if not (tmp_path / "cifar").exists():
         _write_cifar10(tmp_path / "cifar", per_batch=8)
@@ -137,8 +137,8 @@ def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", ep
 
 def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
     from sgl.engine.errors import Interrupted
-    from sgl.engine.executor import RunOptions
-    from sgl.engine.session import resume_run
+    from sgl.engine.run.executor import RunOptions
+    from sgl.engine.rundir.session import resume_run
     from test_execute import assert_same_run
 
     straight = _run(tmp_path, "straight")
@@ -149,7 +149,7 @@ def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
 
 
 def test_accuracy_on_d_val_every_few_epochs_and_on_a_subset(tmp_path, monkeypatch):
-    from sgl.engine.runtime import Runtime
+    from sgl.engine.run.runtime import Runtime
 
     seen = []
     real = Runtime.network_accuracy

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from conftest import SPECS
-from sgl.engine.cli import main
+from sgl.engine.cli.main import main
 
 QUICK = ["learners.carol={kind: darts, channels: 4, layers: 3, nodes: 2}", "data.split.train=0.2", "data.split.val=0.2"]
 #: The paper's SGL-DARTS recipe on data this machine has, small enough to time in seconds.

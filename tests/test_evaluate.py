@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sgl.engine.errors import Interrupted
-from sgl.engine.executor import RunOptions
-from sgl.engine.session import resume_run, run_spec
+from sgl.engine.run.executor import RunOptions
+from sgl.engine.rundir.session import resume_run, run_spec
 from sgl.registry.evaluation import DartsProtocol, build_network
 from sgl.registry.evaluation.genotype_training import network_cost
 from sgl.registry.spaces.genotype import DARTS_V2
@@ -89,7 +89,7 @@ def test_resumes_after_an_epoch_bit_identically(tmp_path: Path) -> None:
 
 
 def test_resumes_mid_epoch_after_a_signal_bit_identically(tmp_path: Path, monkeypatch) -> None:
-    from sgl.engine.evaluation import EvaluationStage
+    from sgl.engine.run.evaluation import EvaluationStage
 
     real, calls = EvaluationStage.iteration, {"n": 0}
 
@@ -140,7 +140,7 @@ def test_train_command_takes_evaluation_only_specs(tmp_path: Path) -> None:
     import click
     from click.testing import CliRunner
 
-    from sgl.engine.cli_report import make_train_command
+    from sgl.engine.cli.results import make_train_command
 
     calls = []
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from sgl.engine.errors import Interrupted, NonFiniteLoss
-from sgl.engine.executor import RunOptions
-from sgl.engine.session import resume_run, run_spec
+from sgl.engine.run.executor import RunOptions
+from sgl.engine.rundir.session import resume_run, run_spec
 
 TINY = """
 name: tiny
@@ -129,7 +129,7 @@ def test_resume_after_epoch_one_ends_identical(reference, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import sgl.engine.search as search
+    import sgl.engine.run.search as search
 
     real = search.w_step
     calls = {"n": 0}
@@ -215,7 +215,7 @@ def test_hard_pseudo_labels_with_threshold(tmp_path):
 def _cli(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """``sgl ARGS`` in its own process (one thread), output and errors together."""
     full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", *args], cwd=cwd, env=full,
+    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", *args], cwd=cwd, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -224,7 +224,7 @@ def test_two_processes_agree_and_write_once(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "sgl.engine.cli", "run", str(spec), "stages.1.epochs=1", "-q"],
+         "-m", "sgl.engine.cli.main", "run", str(spec), "stages.1.epochs=1", "-q"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -273,8 +273,8 @@ RECIPE = TINY.replace("  - {name: derive}\n", """  - {name: derive}
 
 
 def test_one_spec_searches_derives_evaluates_reports_and_exports(tmp_path):
-    from sgl.engine.export import export_model
-    from sgl.engine.report import write_report
+    from sgl.engine.results.export import export_model
+    from sgl.engine.results.report import write_report
 
     run_dir = run(write(tmp_path, RECIPE), tmp_path / "recipe", "stages.1.epochs=1")
     summary = json.loads((run_dir / "summary.json").read_text())

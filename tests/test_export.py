@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgl.engine.evaluation import model_package
-from sgl.engine.export import ArchBaked, ExportError, export_model, exportable, load_model, to_onnx, to_torchscript
+from sgl.engine.run.evaluation import model_package
+from sgl.engine.results.export import ArchBaked, ExportError, export_model, exportable, load_model, to_onnx, to_torchscript
 from sgl.registry.models import GenotypeNetConfig
 from sgl.registry.spaces import DartsConfig, PCDartsConfig
 from sgl.registry.spaces.genotype import PDARTS
@@ -60,8 +60,8 @@ def _mini_run(tmp_path: Path) -> tuple[Path, dict[str, torch.nn.Module]]:
     """A run directory as the executor leaves it, with one DARTS learner whose weights were changed."""
     from accelerate import Accelerator
 
-    from sgl.engine.compile import compile_spec
-    from sgl.engine.learners import Learner
+    from sgl.engine.plan.compile import compile_spec
+    from sgl.engine.run.learners import Learner
 
     run = tmp_path / "run"
     run.mkdir()
@@ -91,7 +91,7 @@ stages:
                 for p in net.module.parameters():
                     p.add_(0.05)
     (run / "checkpoints").mkdir()
-    from sgl.engine.checkpoint import CHECKPOINT_FORMAT
+    from sgl.engine.run.checkpoint import CHECKPOINT_FORMAT
 
     torch.save({"format": CHECKPOINT_FORMAT, "learners": {k: l.state_dict() for k, l in learners.items()}},
                run / "checkpoints" / "last.pt")
@@ -158,7 +158,7 @@ def test_export_command_reports_bad_input_with_exit_code_2(tmp_path: Path) -> No
     import click
     from click.testing import CliRunner
 
-    from sgl.engine.cli_report import export
+    from sgl.engine.cli.results import export
 
     cli = click.Group(commands=[export])
     result = CliRunner().invoke(cli, ["export", str(tmp_path), "--learner", "alice", "--format", "pt"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import write_spec
-from sgl.engine.runner import build_runner
+from sgl.engine.run.runner import build_runner
 
 SPEC = """
 name: fused
@@ -73,9 +73,9 @@ def test_second_order_methods_run_through_fused_networks(tmp_path):
 
 def test_a_fused_run_resumes_bit_identically_and_exports(tmp_path):
     from sgl.engine.errors import Interrupted
-    from sgl.engine.executor import RunOptions
-    from sgl.engine.export import export_model, load_model
-    from sgl.engine.session import resume_run, run_spec
+    from sgl.engine.run.executor import RunOptions
+    from sgl.engine.results.export import export_model, load_model
+    from sgl.engine.rundir.session import resume_run, run_spec
     from test_execute import assert_same_run
 
     spec = write_spec(tmp_path, SPEC.replace("carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",

@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 
 from conftest import SPECS
 from sgl import registry
-from sgl.engine.cli import main
+from sgl.engine.cli.main import main
 
 EXAMPLES = int(os.environ.get("SGL_FUZZ_EXAMPLES", "150"))
 SHIPPED = sorted(p.relative_to(SPECS) for p in SPECS.rglob("*.yaml"))

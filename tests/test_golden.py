@@ -193,8 +193,8 @@ def digests(run_dir: Path) -> dict[str, object]:
 
 
 def run_case(name: str, tmp: Path) -> Path:
-    from sgl.engine.executor import RunOptions
-    from sgl.engine.session import run_spec
+    from sgl.engine.run.executor import RunOptions
+    from sgl.engine.rundir.session import run_spec
 
     if name == "quickstart":
         spec, overrides = QUICKSTART

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import MINI_SPEC, problems, write_spec
-from sgl.engine.cli import main
-from sgl.engine.yaml_reader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from sgl.engine.cli.main import main
+from sgl.engine.spec.reader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
 
 
 def only(lines: list[str]) -> str:

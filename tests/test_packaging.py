@@ -23,7 +23,7 @@ def test_plain_install_imports_from_outside_the_repo(tmp_path: Path):
     )
     assert install.returncode == 0, install.stderr
     probe = subprocess.run(
-        [sys.executable, "-c", "import sgl.engine.cli, sgl.registry, sgl.registry.spaces.darts as d; print(d.__file__)"],
+        [sys.executable, "-c", "import sgl.engine.cli.main, sgl.registry, sgl.registry.spaces.darts as d; print(d.__file__)"],
         cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""}, capture_output=True, text=True, timeout=120,
     )
     assert probe.returncode == 0, probe.stderr

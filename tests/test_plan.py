@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from conftest import MINI_SPEC, SPECS, problems, where, write_spec
-from sgl.engine import plan_view
-from sgl.engine.compile import compile_spec
-from sgl.engine.plan import learner_seed
+from sgl.engine.plan import view as plan_view
+from sgl.engine.plan.compile import compile_spec
+from sgl.engine.plan.build import learner_seed
 
 
 def plan_of(path, overrides=()):

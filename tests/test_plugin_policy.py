@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import MINI_SPEC, problems, where, write_spec
 from sgl import registry
-from sgl.engine.cli import main
+from sgl.engine.cli.main import main
 from sgl.registry import core
 
 PLUGIN = '''

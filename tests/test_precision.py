@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import write_spec
-from sgl.engine.compile import compile_spec
-from sgl.engine.runtime import build_runtime
-from sgl.engine.search import SearchStage
+from sgl.engine.plan.compile import compile_spec
+from sgl.engine.run.runtime import build_runtime
+from sgl.engine.run.search import SearchStage
 
 SPEC = """
 name: scaled
@@ -82,7 +82,7 @@ def test_one_overflow_halves_the_scale_once_with_two_learners(tmp_path, monkeypa
 
 def test_the_scale_survives_growing_phases_and_replaced_optimizers_are_dropped(tmp_path):
     runtime, plan = _scaled_runtime(tmp_path, GROWING)
-    from sgl.engine.progress import Progress
+    from sgl.engine.run.progress import Progress
 
     quiet = Progress(total_iterations=1, enabled=False)
     first, second = (SearchStage(runtime, s, None, quiet, None) for s in plan.train_stages)
@@ -123,7 +123,7 @@ def test_fp16_a_step_agrees_with_float32_when_scaled(tmp_path):
 
 
 def test_a_non_finite_a_step_is_skipped_and_the_scale_backs_off(tmp_path):
-    from sgl.engine.steps import a_step
+    from sgl.engine.run.steps import a_step
 
     runtime, plan = _scaled_runtime(tmp_path, SPEC, start=2.0**127)
     stage = SearchStage(runtime, plan.train_stages[0], None, None, None)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import SPECS, problems, where, write_spec
-from sgl.engine.compile import compile_spec
-from sgl.engine.executor import RunOptions
-from sgl.engine.runner import build_runner
-from sgl.engine.session import run_spec
+from sgl.engine.plan.compile import compile_spec
+from sgl.engine.run.executor import RunOptions
+from sgl.engine.run.runner import build_runner
+from sgl.engine.rundir.session import run_spec
 
 TWO = """
 name: keys
@@ -42,7 +42,7 @@ class _Fixed:
 
 @pytest.mark.parametrize(("clip", "scale", "clipped"), [(1.0, 1.0, True), (1e6, 1.0, False), (None, 1.0, False)])
 def test_arch_gradient_is_clipped_to_its_norm_only_when_above_it(tmp_path, clip, scale, clipped):
-    from sgl.engine.steps import a_step
+    from sgl.engine.run.steps import a_step
 
     overrides = [] if clip is None else [f"optim.arch_grad_clip={clip}"]
     runner = build_runner(write_spec(tmp_path, TWO), overrides)
@@ -187,7 +187,7 @@ def test_subset_searches_on_the_first_images_deterministically(tmp_path):
 
 
 def test_early_stop_ends_the_stage_when_validation_worsens(tmp_path, monkeypatch):
-    from sgl.engine.runtime import Runtime
+    from sgl.engine.run.runtime import Runtime
 
     accuracies = iter([0.9, 0.8, 0.7, 0.6] * 100)
     real = Runtime.val_accuracy
@@ -226,8 +226,8 @@ def test_expectations_that_hold_are_recorded(tmp_path):
 def test_a_failed_expectation_exits_1_with_metric_value_and_range(tmp_path):
     from click.testing import CliRunner
 
-    from sgl.engine.cli import main
-    from sgl.engine.report import write_report
+    from sgl.engine.cli.main import main
+    from sgl.engine.results.report import write_report
 
     spec = write_spec(tmp_path, _expect(1.5, 2.0))
     result = CliRunner().invoke(main, ["run", str(spec), "--run-dir", str(tmp_path / "run"), "-q"])

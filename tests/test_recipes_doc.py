@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO
-from sgl.engine.load import load_spec
+from sgl.engine.spec.load import load_spec
 
 DOC = REPO / "docs" / "recipes.md"
 _yaml = YAML(typ="safe", pure=True)

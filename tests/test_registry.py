@@ -12,7 +12,7 @@ from pydantic import Field
 
 from conftest import MINI_SPEC, problems, where, write_spec
 from sgl import registry
-from sgl.engine.compile import compile_spec
+from sgl.engine.plan.compile import compile_spec
 from sgl.registry import ComponentConfig, RegistryError, register
 
 
@@ -84,7 +84,7 @@ def test_double_registration_is_an_error(clean_registry):
 
 
 def test_registration_bumps_the_version_and_rebuilds_the_spec_model(clean_registry):
-    from sgl.engine.spec import spec_model
+    from sgl.engine.spec.models import spec_model
 
     before, model = registry.version(), spec_model()
 
@@ -203,7 +203,7 @@ def test_plugin_components_get_positioned_errors_and_suggestions(tmp_path, insta
 
 
 def test_plugin_components_appear_in_the_schema(plugin):
-    from sgl.engine.schema_file import schema_text
+    from sgl.engine.spec.schema import schema_text
 
     assert '"mlp"' not in schema_text()
     registry.load_plugins([plugin])

@@ -18,9 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sgl.engine.cli import main
-from sgl.engine.executor import RunOptions
-from sgl.engine.session import run_spec
+from sgl.engine.cli.main import main
+from sgl.engine.run.executor import RunOptions
+from sgl.engine.rundir.session import run_spec
 from test_execute import TINY, _cli, assert_same_run, write
 
 #: The many runs these tests make: TINY without its fixed learner (2 supernets, 4 iterations an epoch, 3 epochs).
@@ -197,7 +197,7 @@ def test_a_broken_run_json_is_a_clean_error(stopped_once, tmp_path):
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):
-    from sgl.engine.rundir_claim import new_run_dir
+    from sgl.engine.rundir.claim import new_run_dir
 
     made, locks, errors = [], [], []
 
@@ -218,7 +218,7 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
 
 
 def test_a_run_directory_in_use_is_refused(reference, tmp_path):
-    from sgl.engine.rundir_claim import RunLock
+    from sgl.engine.rundir.claim import RunLock
 
     spec, _ = reference
     busy = tmp_path / "busy"
@@ -239,7 +239,7 @@ def test_a_run_directory_in_use_is_refused(reference, tmp_path):
 
 
 def test_a_full_disk_keeps_the_checkpoints_and_exits_1(reference, tmp_path, monkeypatch):
-    import sgl.engine.rundir as rundir
+    import sgl.engine.rundir.layout as rundir
 
     spec, straight = reference
     real, calls = rundir.atomic_write_bytes, {"n": 0}
@@ -262,7 +262,7 @@ def test_a_full_disk_keeps_the_checkpoints_and_exits_1(reference, tmp_path, monk
 
 
 def test_a_read_only_output_is_bad_input(reference, tmp_path, monkeypatch):
-    import sgl.engine.rundir as rundir
+    import sgl.engine.rundir.layout as rundir
 
     spec, straight = reference
 
@@ -275,7 +275,7 @@ def test_a_read_only_output_is_bad_input(reference, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_before_the_run_begins_exits_130(tmp_path, monkeypatch):
-    import sgl.engine.session as session
+    import sgl.engine.rundir.session as session
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -289,7 +289,7 @@ def test_two_ctrl_c_exit_130_and_the_run_resumes(tmp_path):
     spec = write(tmp_path, SMALL)
     run_dir = tmp_path / "twice"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "sgl.engine.cli", "run", str(spec), "--run-dir", str(run_dir), "-q"],
+    process = subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", "run", str(spec), "--run-dir", str(run_dir), "-q"],
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():
@@ -313,7 +313,7 @@ def test_a_non_finite_loss_says_which_checkpoint_is_kept_even_when_quiet(tmp_pat
 
 
 def test_metrics_lines_stay_json_for_non_finite_values(tmp_path):
-    from sgl.engine.rundir import RunDir
+    from sgl.engine.rundir.layout import RunDir
 
     run = RunDir(tmp_path)
     run.log({"kind": "iter", "W/loss": float("inf"), "V/loss": float("nan"), "W/acc": 0.5})
@@ -327,7 +327,7 @@ def test_metrics_lines_stay_json_for_non_finite_values(tmp_path):
 def _torchrun(spec: Path, *args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "sgl.engine.cli", "run", str(spec), *args], cwd=cwd, env=full,
+                             "-m", "sgl.engine.cli.main", "run", str(spec), *args], cwd=cwd, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -383,7 +383,7 @@ def test_ctrl_c_on_one_process_stops_every_process_with_a_checkpoint(tmp_path):
 def _torchrun_resume(run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "sgl.engine.cli", "resume", str(run_dir), "-q"], cwd=cwd, env=env,
+                           "-m", "sgl.engine.cli.main", "resume", str(run_dir), "-q"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

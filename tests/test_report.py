@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgl.engine.report import ALPHA_FIGSIZE, CURVE_FIGSIZE, DPI, write_report
+from sgl.engine.results.report import ALPHA_FIGSIZE, CURVE_FIGSIZE, DPI, write_report
 from sgl.registry.spaces.genotype import DARTS_V2, DEFAULT_PRIMITIVES, PC_DARTS
 
 EDGES = 14  # 4 nodes
@@ -173,7 +173,7 @@ def test_groups_of_runs_show_mean_and_std(tmp_path: Path) -> None:
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:
-    from sgl.engine.report import ReportError
+    from sgl.engine.results.report import ReportError
 
     with pytest.raises(ReportError, match="not an sgl run directory"):
         write_report([tmp_path], tmp_path / "out")
@@ -183,7 +183,7 @@ def test_report_command(tmp_path: Path) -> None:
     import click
     from click.testing import CliRunner
 
-    from sgl.engine.cli_report import report
+    from sgl.engine.cli.results import report
 
     cli = click.Group(commands=[report])
     runs = [make_run(tmp_path, "sgl", s, test_error=e, metrics=False) for s, e in ((0, 2.5), (1, 2.7))]

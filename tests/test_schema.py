@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from conftest import MINI_SPEC, REPO, SPECS
 from sgl import registry
-from sgl.engine.schema_file import SCHEMA_FILE, schema_text
+from sgl.engine.spec.schema import SCHEMA_FILE, schema_text
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_quickstart_points_editors_at_the_schema():
 
 def test_cli_schema_prints_and_writes_the_same_text(tmp_path):
     out = tmp_path / "schema.json"
-    cmd = [sys.executable, "-m", "sgl.engine.cli"]
+    cmd = [sys.executable, "-m", "sgl.engine.cli.main"]
     printed = subprocess.run([*cmd, "schema"], capture_output=True, text=True, cwd=REPO, check=True).stdout
     subprocess.run([*cmd, "schema", "-o", str(out)], capture_output=True, text=True, cwd=REPO, check=True)
     assert json.loads(printed) == json.loads(out.read_text(encoding="utf-8"))
@@ -163,7 +163,7 @@ def test_shipped_specs_fit_the_schema(schema):
     ],
 )
 def test_shorthands_the_loader_accepts_fit_the_schema(schema, extra):
-    from sgl.engine.load import read_yaml, validate
+    from sgl.engine.spec.load import read_yaml, validate
 
     data = {**_yaml(MINI_SPEC), **_yaml(extra)}
     validate(read_yaml(json.dumps(data), "spec.yaml"))  # the loader accepts it

@@ -1,0 +1,34 @@
+"""One call from a spec file to a checked run plan, with every problem mapped to file:line:col."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from pydantic import BaseModel
+
+from ..errors import PlanError, Problem, SpecError, dotted
+from ..spec.load import Document, load_spec
+from .build import plan
+from .types import RunPlan
+
+
+@dataclass(frozen=True)
+class Compiled:
+    spec: BaseModel   # the validated spec (what spec.resolved.yaml records)
+    doc: Document     # the spec as read, with positions
+    plan: RunPlan     # what execution runs
+    base_dir: Path    # relative paths in the spec resolve against this (the spec file's folder)
+
+
+def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None = None) -> Compiled:
+    """Load, validate and plan. ``base_dir`` overrides the spec's folder (a resumed run's resolved
+    spec lives in the run directory but its paths are relative to the original spec)."""
+    spec, doc = load_spec(path, overrides)
+    base_dir = base_dir if base_dir is not None else doc.path.parent
+    try:
+        run_plan = plan(spec, base_dir=base_dir)
+    except PlanError as exc:
+        raise SpecError(Problem(doc.pos(i.path), dotted(i.path), i.message) for i in exc.issues) from None
+    return Compiled(spec, doc, run_plan, base_dir)
