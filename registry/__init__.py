@@ -6,7 +6,8 @@ a component is built). Third-party components come from installed ``sgl.plugins`
 line (``sgl --plugin MODULE``); never from a spec file alone.
 """
 
-from .core import KINDS, ComponentConfig, Entry, RegistryError, entries, get, load_plugins, names, register, version
+from .core import KINDS, ComponentConfig, Entry, Kind, LearnerConfig, RegistryError, entries, get, load_plugins, names, register, version
+from .architecture import Architecture, load_architecture, read_architecture, resolve_architecture
 from .task import Task
 
 # Built-in components register themselves on import.
@@ -14,14 +15,20 @@ from . import datasets, evaluation, hypergrad, models, optim, pseudo_labels, spa
 
 __all__ = [
     "KINDS",
+    "Architecture",
     "ComponentConfig",
     "Entry",
+    "Kind",
+    "LearnerConfig",
     "RegistryError",
     "Task",
     "entries",
     "get",
+    "load_architecture",
     "load_plugins",
     "names",
+    "read_architecture",
     "register",
+    "resolve_architecture",
     "version",
 ]

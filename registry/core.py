@@ -17,16 +17,25 @@ from typing import Callable, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-#: The kinds of component a spec can name, with the key that names the component in its section.
-KINDS: dict[str, str] = {
-    "search_space": "kind",   # learners.<name>.kind (searchable learners)
-    "model": "kind",          # learners.<name>.kind (fixed learners)
-    "dataset": "name",        # data.dataset.name
-    "optimizer": "name",      # optim.weights.name, optim.arch.name
-    "scheduler": "name",      # optim.schedule.name
-    "pseudo_labeler": "name", # pseudo_labels.name
-    "hypergradient": "method",  # hypergradient.method
-    "protocol": "protocol",   # stages[i].protocol (evaluate stages)
+@dataclass(frozen=True)
+class Kind:
+    """A kind of component: the key of a spec section that names one, and how messages speak of it."""
+
+    key: str
+    noun: str
+
+
+#: The one table of component kinds: spec models, the schema, validation errors and `sgl components`
+#: all read it (a spec section says which kind it holds; see ``spec.models.component``).
+KINDS: dict[str, Kind] = {
+    "search_space": Kind("kind", "learner kind"),       # learners.<name> (searchable learners)
+    "model": Kind("kind", "learner kind"),              # learners.<name> (fixed learners)
+    "dataset": Kind("name", "dataset"),                 # data.dataset
+    "optimizer": Kind("name", "optimizer"),             # optim.weights, optim.arch, an evaluate stage's optimizer
+    "scheduler": Kind("name", "scheduler"),             # optim.schedule, an evaluate stage's schedule
+    "pseudo_labeler": Kind("name", "pseudo-labeler"),   # pseudo_labels
+    "hypergradient": Kind("method", "hypergradient method"),  # hypergradient
+    "protocol": Kind("protocol", "evaluation protocol"),      # stages[i] of type evaluate
 }
 
 PLUGIN_GROUP = "sgl.plugins"
@@ -68,6 +77,25 @@ class ComponentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class LearnerConfig(ComponentConfig):
+    """Base of a learner's config: a search space (searchable: it owns an architecture and gets
+    A-steps) or a fixed model. ``build(task)`` makes the search space or the network."""
+
+    #: Learners of this kind own an architecture and get A-steps.
+    searchable: typing.ClassVar[bool] = False
+
+    def build(self, task: typing.Any) -> typing.Any:
+        raise NotImplementedError
+
+    def growing_phases(self) -> int:
+        """Phases in which the learner grows (P-DARTS); each needs its own stage(s) in the spec."""
+        return 1
+
+    def activation_bytes(self, task: typing.Any, batch: int) -> int:
+        """About how much memory one training pass of a batch keeps for its backward (0: unknown)."""
+        return 0
+
+
 @dataclass(frozen=True)
 class Entry:
     kind: str
@@ -89,14 +117,14 @@ C = TypeVar("C", bound=type[ComponentConfig])
 def register(kind: str, name: str) -> Callable[[C], C]:
     """Class decorator: register a config class as component ``name`` of ``kind``.
 
-    The class must declare its discriminator field (``KINDS[kind]``) as ``Literal[name]`` with that
+    The class must declare its discriminator field (``KINDS[kind].key``) as ``Literal[name]`` with that
     default, so a spec section selects it by name and errors speak of this variant only.
     """
     if kind not in KINDS:
         raise RegistryError(f"unknown component kind {kind!r}; known: {', '.join(KINDS)}")
 
     def decorate(cls: C) -> C:
-        key = KINDS[kind]
+        key = KINDS[kind].key
         field = cls.model_fields.get(key)
         if field is None or typing.get_args(field.annotation) != (name,) or field.default != name:
             raise RegistryError(

@@ -22,7 +22,7 @@ def _spec(**sections: str) -> str:
 
 def _cases():
     for entry in registry.entries():
-        key = registry.KINDS[entry.kind]
+        key = registry.KINDS[entry.kind].key
         if entry.kind in ("search_space", "model"):
             config = entry.config()
             phases = config.growing_phases() if type(config).searchable else 1

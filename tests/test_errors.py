@@ -337,7 +337,7 @@ def test_missing_evaluate_genotype_file(tmp_path):
 def test_evaluate_genotype_file_is_relative_to_the_spec(tmp_path, monkeypatch):
     import json
 
-    from sgl.registry.spaces.genotype import DARTS_V2
+    from sgl.registry.spaces.published import DARTS_V2
 
     write_spec(tmp_path, json.dumps(DARTS_V2.to_json()), "found/alice.json")
     path = write_spec(tmp_path, MINI_SPEC.replace("{name: derive}", "{name: evaluate, genotype: found/alice.json}"))

@@ -15,7 +15,7 @@ from sgl.engine.run.executor import RunOptions
 from sgl.engine.rundir.session import resume_run, run_spec
 from sgl.registry.evaluation import DartsProtocol, build_network
 from sgl.registry.evaluation.genotype_training import network_cost
-from sgl.registry.spaces.genotype import DARTS_V2
+from sgl.registry.spaces.published import DARTS_V2
 from sgl.registry.task import Task
 
 FIELDS = {
@@ -89,7 +89,7 @@ def test_resumes_after_an_epoch_bit_identically(tmp_path: Path) -> None:
 
 
 def test_resumes_mid_epoch_after_a_signal_bit_identically(tmp_path: Path, monkeypatch) -> None:
-    from sgl.engine.run.evaluation import EvaluationStage
+    from sgl.engine.run.evaluate import EvaluationStage
 
     real, calls = EvaluationStage.iteration, {"n": 0}
 

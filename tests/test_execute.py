@@ -129,7 +129,7 @@ def test_resume_after_epoch_one_ends_identical(reference, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import sgl.engine.run.search as search
+    import sgl.engine.run.iteration as search
 
     real = search.w_step
     calls = {"n": 0}

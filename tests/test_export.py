@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from sgl.engine.run.evaluation import model_package
-from sgl.engine.results.export import ArchBaked, ExportError, export_model, exportable, load_model, to_onnx, to_torchscript
+from sgl.engine.results.export import ExportError, export_model, to_onnx, to_torchscript
+from sgl.engine.results.models import ArchBaked, exportable, load_model
 from sgl.registry.models import GenotypeNetConfig
 from sgl.registry.spaces import DartsConfig, PCDartsConfig
-from sgl.registry.spaces.genotype import PDARTS
+from sgl.registry.spaces.published import PDARTS
 from sgl.registry.task import Task
 
 DIGITS = Task(num_classes=10, in_channels=1, image_size=8)
@@ -95,7 +96,7 @@ stages:
 
     torch.save({"format": CHECKPOINT_FORMAT, "learners": {k: l.state_dict() for k, l in learners.items()}},
                run / "checkpoints" / "last.pt")
-    learners["alice"].genotype().save(run / "genotypes" / "alice.json")
+    learners["alice"].architecture().save(run / "genotypes" / "alice.json")
 
     # bob was evaluated: its genotype network is in models/, and the summary says so.
     info = {"type": "genotype_network", "genotype": PDARTS.to_json(), "channels": 4, "layers": 3, "auxiliary": True,
@@ -107,7 +108,7 @@ stages:
         {"stage": "evaluate", "learner": "bob", "model": "models/evaluate.pt"}]}))
     return run, {"alice": ArchBaked(learners["alice"].nets["V"].module, learners["alice"].arch()), "bob_eval": evaluated,
                  "bob_W": ArchBaked(learners["bob"].nets["W"].module, learners["bob"].arch()),
-                 "alice_genotype": learners["alice"].genotype()}
+                 "alice_genotype": learners["alice"].architecture()}
 
 
 def test_export_from_a_run_directory(tmp_path: Path) -> None:

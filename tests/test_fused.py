@@ -14,7 +14,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from sgl.registry.spaces import DartsConfig, PCDartsConfig, PDartsConfig, PDartsPhase
-from sgl.registry.spaces.darts import SkipDropout
+from sgl.registry.spaces.supernet import SkipDropout
 from sgl.registry.spaces.fused import FusedDartsNetwork
 from sgl.registry.spaces.fused_conv import depthwise_conv
 from sgl.registry.spaces.p_darts import set_skip_dropout

@@ -57,7 +57,7 @@ def test_a_short_search_is_the_plain_search_up_to_rounding(tmp_path):
     # here (1.4e-4 with batches of 128); a wrong op or edge moves the weights by far more
     assert all(d < 1e-4 for d in _largest_difference(plain, fused).values()), _largest_difference(plain, fused)
     for name in ("alice", "bob"):
-        assert plain.learners[name].genotype() == fused.learners[name].genotype()
+        assert plain.learners[name].architecture() == fused.learners[name].architecture()
 
 
 def test_second_order_methods_run_through_fused_networks(tmp_path):
@@ -74,7 +74,8 @@ def test_second_order_methods_run_through_fused_networks(tmp_path):
 def test_a_fused_run_resumes_bit_identically_and_exports(tmp_path):
     from sgl.engine.errors import Interrupted
     from sgl.engine.run.executor import RunOptions
-    from sgl.engine.results.export import export_model, load_model
+    from sgl.engine.results.export import export_model
+    from sgl.engine.results.models import load_model
     from sgl.engine.rundir.session import resume_run, run_spec
     from test_execute import assert_same_run
 

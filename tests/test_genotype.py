@@ -12,14 +12,9 @@ import torch
 from sgl.registry.spaces import DARTS_PRIMITIVES
 from sgl.registry.spaces import diagram
 from sgl.registry.spaces.diagram import cell_dot, write_cell_diagrams
-from sgl.registry.spaces.genotype import (
-    DEFAULT_PRIMITIVES,
-    GENOTYPES,
-    Genotype,
-    derive_genotype,
-    num_edges,
-    resolve_genotype,
-)
+from sgl.registry import resolve_architecture as resolve_genotype
+from sgl.registry.spaces.genotype import DEFAULT_PRIMITIVES, Genotype, derive_genotype, num_edges
+from sgl.registry.spaces.published import GENOTYPES
 from sgl.registry.spaces.ops import OPS
 
 # --- Genotype, JSON, named genotypes ------------------------------------------------------

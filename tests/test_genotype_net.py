@@ -18,7 +18,8 @@ from sgl.registry.models.genotype_net import (
     count_parameters,
     drop_path,
 )
-from sgl.registry.spaces.genotype import GENOTYPES, Genotype
+from sgl.registry.spaces.genotype import Genotype
+from sgl.registry.spaces.published import GENOTYPES
 from sgl.registry.task import Task
 
 CIFAR = Task(num_classes=10, in_channels=3, image_size=32)

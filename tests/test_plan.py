@@ -162,7 +162,7 @@ def test_evaluate_named_genotype_and_own_learner_are_fine(tmp_path):
     )
     plan = plan_of(path)
     assert [(s.type, getattr(s, "learner", None)) for s in plan.stages[2:]] == [("derive", None), ("evaluate", "alice"), ("evaluate", None)]
-    assert plan.stages[3].protocol.protocol == "darts" and plan.stages[4].genotype == "DARTS_V2"
+    assert plan.stages[3].protocol.protocol == "darts" and plan.stages[4].given_as == "DARTS_V2"
     edges = {(e.src, e.dst) for e in plan.edges if e.dst.startswith("evaluate:")}
     assert edges == {("A[alice]", "evaluate:evaluate"), ("A[alice]", "evaluate:final"), ("A[bob]", "evaluate:final")}
 
@@ -339,7 +339,7 @@ def test_the_activation_estimate_matches_the_measured_darts_search():
     from sgl.registry.spaces import DartsConfig, PCDartsConfig
 
     cifar = Task(num_classes=10, in_channels=3, image_size=32)
-    # DESIGN §5: one DARTS learner, 8 cells of C=16 on 32x32, batch 64: ~11 GB at its peak
+    # measured: one DARTS learner, 8 cells of C=16 on 32x32, batch 64: ~11 GB at its peak
     assert 9e9 < DartsConfig(channels=16, layers=8).activation_bytes(cifar, 64) < 13e9
     # partial channels keep about 1/K of the mixed ops' activations
     darts = DartsConfig(channels=16, layers=8).activation_bytes(cifar, 64)

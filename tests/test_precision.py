@@ -11,7 +11,7 @@ import torch
 from conftest import write_spec
 from sgl.engine.plan.compile import compile_spec
 from sgl.engine.run.runtime import build_runtime
-from sgl.engine.run.search import SearchStage
+from sgl.engine.run.iteration import SearchIteration
 
 SPEC = """
 name: scaled
@@ -56,7 +56,7 @@ def _scaled_runtime(tmp_path, text: str, start: float = START):
 
 def test_one_overflow_halves_the_scale_once_with_two_learners(tmp_path, monkeypatch):
     runtime, plan = _scaled_runtime(tmp_path, SPEC)
-    stage = SearchStage(runtime, plan.train_stages[0], None, None, None)
+    stage = SearchIteration(runtime, plan.train_stages[0])
     alice = runtime.learners["alice"]
     real, calls = type(alice).logits, {"n": 0}
 
@@ -70,27 +70,24 @@ def test_one_overflow_halves_the_scale_once_with_two_learners(tmp_path, monkeypa
 
     monkeypatch.setattr(type(alice), "logits", overflowing)
     bob_w = [p.detach().clone() for p in runtime.learners["bob"].nets["W"].params]
-    stage.run_iteration(arch_on=True)
+    stage.run(arch_on=True)
     scaler = runtime.accelerator.scaler
     assert scaler.get_scale() == START / 2  # once, not once per later update of the iteration
     # the other learners' steps were taken
     assert any(not torch.equal(a, b) for a, b in zip(bob_w, runtime.learners["bob"].nets["W"].params))
     for _ in range(3):
-        stage.run_iteration(arch_on=True)
+        stage.run(arch_on=True)
     assert scaler.get_scale() == START / 2
 
 
 def test_the_scale_survives_growing_phases_and_replaced_optimizers_are_dropped(tmp_path):
     runtime, plan = _scaled_runtime(tmp_path, GROWING)
-    from sgl.engine.run.progress import Progress
-
-    quiet = Progress(total_iterations=1, enabled=False)
-    first, second = (SearchStage(runtime, s, None, quiet, None) for s in plan.train_stages)
+    first, second = (SearchIteration(runtime, s) for s in plan.train_stages)
     for _ in range(3):
-        first.run_iteration(arch_on=True)
-    second.begin()  # pat enters its second phase: new networks, new optimizers
+        first.run(arch_on=True)
+    second.enter()  # pat enters its second phase: new networks, new optimizers
     for _ in range(6):  # each iteration steps every live optimizer through the scaler
-        second.run_iteration(arch_on=True)
+        second.run(arch_on=True)
     assert runtime.accelerator.scaler.get_scale() == START
     live = {id(n.optimizer) for learner in runtime.learners.values() for n in learner.nets.values()}
     assert {id(o) for o in runtime.accelerator._optimizers} == live
@@ -126,7 +123,7 @@ def test_a_non_finite_a_step_is_skipped_and_the_scale_backs_off(tmp_path):
     from sgl.engine.run.steps import a_step
 
     runtime, plan = _scaled_runtime(tmp_path, SPEC, start=2.0**127)
-    stage = SearchStage(runtime, plan.train_stages[0], None, None, None)
+    stage = SearchIteration(runtime, plan.train_stages[0])
     (x, y), (xu, _), (xv, yv) = (runtime.streams[k].next() for k in ("train", "unlabeled", "val"))
     alpha = [p.detach().clone() for p in runtime.learners["alice"].space.arch_parameters()]
     taken = a_step(runtime.learners, ["alice", "bob"], plan.hypergradient, stage._arch_context(["alice", "bob"], x, y, xu, xv, yv),

@@ -247,7 +247,7 @@ def test_expectation_paths_are_checked_before_running(tmp_path):
         f"{where(path, 'learners.alise')}: expect.0.metric: no learner 'alise' (did you mean 'alice'?)",
         f"{where(path, 'evaluatons')}: expect.1.metric: summary.json has no 'evaluatons' (did you mean 'evaluations'?); "
         "it has name, status, dataset, hypergradient, seed, epochs_done, learners, search_cost, evaluations, "
-        "distributed, early_stopped",
+        "early_stopped, distributed, expectations",
     ]
 
 

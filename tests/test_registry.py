@@ -113,7 +113,7 @@ def test_built_in_configs_forbid_unknown_keys():
     from pydantic import ValidationError
 
     for entry in registry.entries():
-        key = registry.KINDS[entry.kind]
+        key = registry.KINDS[entry.kind].key
         with pytest.raises(ValidationError):
             entry.config.model_validate({key: entry.name, "no_such_option": 1})
 

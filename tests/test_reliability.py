@@ -47,9 +47,9 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
 
 KILLS = [
     ("iteration", 2),    # inside the first epoch: only the start and time checkpoints exist
-    ("write", 7),        # inside an atomic write (a temporary file left behind)
+    ("write", 8),        # inside an atomic write (a temporary file left behind)
     ("checkpoint", 9),   # just after a checkpoint in the search stage
-    ("write", 6),        # inside the first checkpoint's write: resuming starts from the beginning
+    ("write", 7),        # inside the first checkpoint's write (after the set-up's six): resuming starts from the beginning
     ("summary", 1),      # after the last checkpoint, before summary.json
 ]
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sgl.engine.results.report import ALPHA_FIGSIZE, CURVE_FIGSIZE, DPI, write_report
-from sgl.registry.spaces.genotype import DARTS_V2, DEFAULT_PRIMITIVES, PC_DARTS
+from sgl.registry.spaces.genotype import DEFAULT_PRIMITIVES
+from sgl.registry.spaces.published import DARTS_V2, PC_DARTS
 
 EDGES = 14  # 4 nodes
 
@@ -29,12 +30,13 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 def make_run(root: Path, name: str, seed: int, *, test_error: float | None = None, learners=("alice", "bob"),
              metrics: bool = True, device: str = "cpu", hypergradient: str = "first_order",
              histories: tuple[str, ...] | None = None) -> Path:
-    """A run directory written by hand in the formats of DESIGN §4 and the executor's contract."""
+    """A run directory written by hand in the formats of docs/run-directory.md."""
     run = root / name / f"seed{seed}"
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"name": name, "spec": "spec.yaml", "base_dir": str(root), "overrides": [], "seed": seed}))
     summary = {
-        "name": name, "status": "finished", "dataset": "digits", "hypergradient": hypergradient, "seed": seed,
+        "name": name, "status": "completed", "dataset": "digits", "hypergradient": hypergradient, "seed": seed,
+        "epochs_done": 3, "distributed": {"processes": 1},
         "learners": {
             k: {"kind": "darts", "searchable": True, "val_acc": {"W": 0.9, "V": 0.91}, "test_acc": {"W": 0.88 + 0.01 * i, "V": 0.9},
                 "genotype": f"genotypes/{k}.json", "params_M": 0.05}
@@ -46,10 +48,11 @@ def make_run(root: Path, name: str, seed: int, *, test_error: float | None = Non
     if test_error is not None:
         summary["evaluations"].append({
             "stage": "evaluate", "learner": learners[0], "genotype": f"genotypes/{learners[0]}.json",
-            "genotype_json": PC_DARTS.to_json() if metrics else None, "dataset": "digits", "epochs": 3,
+            "genotype_json": PC_DARTS.to_json(), "dataset": "digits", "epochs": 3,
             "test_error_final": test_error, "test_error_best": test_error - 0.1,
             "test_acc_final": 1 - test_error / 100, "test_acc_best": 1 - (test_error - 0.1) / 100,
-            "params_M": 3.3, "madds_M": 528.0, "device": device, "device_hours": 0.02, "wall_seconds": 72.0,
+            "params_M": 3.3, "madds_M": 528.0, "device": device, "num_processes": 1, "hours": 0.02,
+            "device_hours": 0.02, "wall_seconds": 72.0, "model": "models/evaluate.pt",
         })
     (run / "summary.json").write_text(json.dumps(summary))
     if not metrics:

@@ -46,7 +46,7 @@ def _consts(node: Any, key: str) -> set[str]:
 
 
 def test_schema_names_every_registered_component(schema):
-    for kind, key in registry.KINDS.items():
+    for kind, key in ((k, v.key) for k, v in registry.KINDS.items()):
         names = set(registry.names(kind))
         assert names, kind
         missing = names - _consts(schema, key)

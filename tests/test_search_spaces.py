@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from sgl.registry.spaces import DartsConfig, PCDartsConfig, PDartsConfig, PDartsPhase
-from sgl.registry.spaces.darts import DartsNetwork, MixedOp, SkipDropout
+from sgl.registry.spaces.supernet import DartsNetwork, MixedOp, SkipDropout
 from sgl.registry.spaces.genotype import Genotype
 from sgl.registry.spaces.p_darts import PDartsSpace, limit_skip_connect, prune_ops, set_skip_dropout
-from sgl.registry.spaces.pc_darts import PartialMixedOp, channel_shuffle, node_softmax
+from sgl.registry.spaces.partial import PartialMixedOp, channel_shuffle, node_softmax
 from sgl.registry.task import Task
 
 DIGITS = Task(num_classes=10, in_channels=1, image_size=8)
@@ -164,7 +164,7 @@ def test_pc_darts_genotype_ranks_edges_by_op_times_edge_weight() -> None:
         space.alphas_normal.zero_()
         space.alphas_normal[:, 4] = 1.0  # sep_conv_3x3 wins everywhere, with equal weight
         space.betas_normal.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0, 2.0]))  # node 1 prefers inputs 0, 2
-    assert space.genotype().normal == (
+    assert space.architecture().normal == (
         ("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 2)
     )
 
@@ -173,7 +173,7 @@ def test_pc_darts_genotype_ranks_edges_by_op_times_edge_weight() -> None:
 def test_genotype_entropy_snapshot(kind: str) -> None:
     torch.manual_seed(3)
     space = make_config(kind, nodes=3).build(DIGITS)
-    g = space.genotype()
+    g = space.architecture()
     assert isinstance(g, Genotype) and g.space == kind
     assert len(g.normal) == len(g.reduce) == 6 and g.normal_concat == (2, 3, 4)
     assert all(op != "none" for op, _ in g.normal + g.reduce)
@@ -194,7 +194,7 @@ def test_darts_genotype_follows_alpha() -> None:
         space.alphas_normal[0, 1] = 1.0
         space.alphas_normal[4, 7] = 3.0  # node 1: input 2 via dil_conv_5x5, then input 0
         space.alphas_normal[2, 2] = 1.0
-    assert space.genotype().normal == (
+    assert space.architecture().normal == (
         ("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("dil_conv_5x5", 2), ("avg_pool_3x3", 0)
     )
 
@@ -275,7 +275,7 @@ def test_enter_phase_order_and_checkpoint_round_trip() -> None:
     assert fresh.phase == 1 and fresh.layers == 4
     assert torch.equal(fresh.alphas_normal, space.alphas_normal)
     assert fresh.kept_ops("reduce") == space.kept_ops("reduce")
-    assert fresh.genotype() == space.genotype()
+    assert fresh.architecture() == space.architecture()
     assert [n for n, _ in fresh.named_parameters()] == ["alphas_normal", "alphas_reduce"]
 
 
@@ -343,7 +343,7 @@ def test_p_darts_genotype_limits_skip_connect_in_the_normal_cell_only() -> None:
             alpha.zero_()
             alpha[:, 3] = 5.0  # skip_connect everywhere
             alpha[:, 4] = torch.linspace(0, 1, alpha.shape[0])
-    g = space.genotype()
+    g = space.architecture()
     assert [op for op, _ in g.normal].count("skip_connect") == 1
     assert [op for op, _ in g.reduce].count("skip_connect") == 6
     assert isinstance(space, PDartsSpace) and g.space == "p_darts"
@@ -363,7 +363,7 @@ def test_pdarts_skip_dropout_schedule_follows_the_reference():
 
 def test_pdarts_configure_epoch_sets_the_networks_dropout():
     from sgl.registry.spaces import PDartsConfig
-    from sgl.registry.spaces.darts import SkipDropout
+    from sgl.registry.spaces.supernet import SkipDropout
 
     cfg = PDartsConfig(channels=4, nodes=2, phases=[{"layers": 3, "ops": 8, "skip_dropout": 0.5}])
     space = cfg.build(Task(num_classes=10, in_channels=1, image_size=8))

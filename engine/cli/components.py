@@ -15,7 +15,7 @@ def _type_name(annotation: object) -> str:
 
 def print_components(console: Console, kind: str | None = None) -> None:
     for entry in registry.entries(kind):
-        key = registry.KINDS[entry.kind]
+        key = registry.KINDS[entry.kind].key
         console.print(f"[bold]{entry.kind}[/bold] {key}: [bold cyan]{entry.name}[/bold cyan]  {entry.doc}")
         table = Table(show_header=True, box=None, padding=(0, 2, 0, 4))
         for column in ("field", "type", "default", "description"):

@@ -48,12 +48,12 @@ def _import_plugins(modules: tuple[str, ...], debug: bool) -> None:
 @user_errors
 def validate(specs: tuple[Path, ...]) -> None:
     """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
-    from ..plan.compile import compile_spec
+    import sgl
 
     failures = []
     for path in specs:
         try:
-            plan = compile_spec(path).plan
+            plan = sgl.plan(path)
         except SpecError as exc:
             failures.extend(exc.problems)
             continue
@@ -91,7 +91,7 @@ def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str, estimate: boo
 
         cost = measure(compiled, iterations=iterations)
     if fmt == "json":
-        data = plan.to_dict()
+        data = plan_view.plan_dict(plan)
         if cost is not None:
             data["estimate"] = cost.to_dict()
         click.echo(json.dumps(data, indent=2, default=str))
@@ -130,10 +130,9 @@ def _with_options(options):
 @run_errors
 def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite: bool, stop_after: int | None, quiet: bool) -> None:
     """Run a spec: search (and derive / evaluate) as its stages say. Overrides as key.path=value."""
-    from ..run.executor import RunOptions
-    from ..rundir.session import run_spec
+    import sgl
 
-    run_spec(spec, overrides, RunOptions(run_dir=run_dir, overwrite=overwrite, stop_after_epochs=stop_after, progress=not quiet))
+    sgl.run(spec, overrides, run_dir=run_dir, overwrite=overwrite, stop_after=stop_after, progress=not quiet)
     _exit_if_distributed()
 
 
@@ -145,10 +144,9 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 @run_errors
 def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
     """Continue a run from its last checkpoint; the run directory holds everything needed."""
-    from ..run.executor import RunOptions
-    from ..rundir.session import resume_run
+    import sgl
 
-    resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=not quiet))
+    sgl.resume(run_dir, stop_after=stop_after, progress=not quiet)
     _exit_if_distributed()
 
 

@@ -47,7 +47,7 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
 
     Several runs of one spec (seeds) are summarised as mean ± std.
     """
-    from ..results.report import write_report
+    import sgl
 
     parsed = _parse_groups(groups)
     if not run_dirs and not parsed:
@@ -57,11 +57,11 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
             raise _user_error(f"no such run directory: {str(path)!r}")
     count = len({p.resolve() for p in [*run_dirs, *(p for m in parsed.values() for p in m)]})
     out = output or (run_dirs[0] if count == 1 and run_dirs else Path("sgl-report"))
-    result = write_report(list(run_dirs), out, groups=parsed or None)
+    result = sgl.report(run_dirs, out, groups=parsed or None)
     pngs = sum(1 for p in result["figures"] if p.suffix == ".png")
     click.echo(f"wrote {result['html']} and {result['markdown']} ({pngs} figures in {out / 'figures'})")
     if result["failed_expectations"]:
-        from ..run.expectations import describe
+        from ..expectations import describe
 
         lines = [f"  {path}: {describe(r)}" for path, r in result["failed_expectations"]]
         click.echo("not as their specs expect:\n" + "\n".join(lines), err=True)
@@ -78,17 +78,17 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
 @user_errors
 def export(run_dir: Path, learner: str, fmt: str, network: str | None, output: Path | None) -> None:
     """Export a run's final model: its genotype, a weights file, TorchScript or ONNX."""
-    from ..results.export import export_model
+    import sgl
 
-    path = export_model(run_dir, learner, fmt, output, network=network)
+    path = sgl.export(run_dir, learner, fmt, output, network=network)
     click.echo(f"wrote {path}")
 
 
 def check_evaluation_only(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Raise a UserError unless every stage of the spec is an evaluation stage."""
-    from ..plan.compile import compile_spec
+    import sgl
 
-    plan = compile_spec(spec_path, overrides).plan
+    plan = sgl.plan(spec_path, overrides)
     others = [f"{s.name} ({s.type})" for s in plan.stages if s.type != "evaluate"]
     if others:
         raise _user_error(

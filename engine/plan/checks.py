@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from ..errors import PlanIssue, did_you_mean
-from .types import DataPlan
+from ..summary import LEARNER_KEYS, SUMMARY_KEYS
+from .settings import DataPlan
 
 
 class Group:
@@ -17,7 +17,7 @@ class Group:
     def __init__(self, spec: BaseModel) -> None:
         self.configs = spec.learners
         self.names = list(spec.learners)
-        self.searchable = [n for n, c in spec.learners.items() if type(c).searchable]
+        self.searchable = [n for n, c in spec.learners.items() if c.searchable]
         train = [s for s in spec.stages if s.type == "train"]
         self.steps = {step for s in train for step in s.steps}
         self.has_v = "V" in self.steps
@@ -27,8 +27,7 @@ class Group:
         self.networks = ("W", "V") if self.has_v else ("W",)
 
     def growing_phases(self, name: str) -> int:
-        config = self.configs[name]
-        return config.growing_phases() if type(config).searchable else 1
+        return self.configs[name].growing_phases()
 
 
 
@@ -74,27 +73,15 @@ def check_train_stage(stage: BaseModel, index: int, group: Group) -> list[PlanIs
     return issues
 
 
-def check_evaluate(stage: BaseModel, index: int, group: Group, base_dir: Path | None) -> list[PlanIssue]:
+def check_evaluate(stage: BaseModel, index: int, group: Group) -> list[PlanIssue]:
     issues = []
     if stage.learner is not None:
         if stage.learner not in group.configs:
             hint = did_you_mean(stage.learner, group.names, cutoff=0.6)
             issues.append(PlanIssue(("stages", index, "learner"), f"no learner named {stage.learner!r}{hint}"))
-        elif not type(group.configs[stage.learner]).searchable:
+        elif not group.configs[stage.learner].searchable:
             issues.append(PlanIssue(("stages", index, "learner"), f"learner {stage.learner!r} is fixed: it has no genotype to evaluate"))
-    if stage.genotype is not None:
-        from sgl.registry.spaces.genotype import resolve_genotype
-
-        try:
-            resolve_genotype(stage.genotype, base_dir)  # a name, or a file that must hold a genotype
-        except (ValueError, OSError) as exc:
-            issues.append(PlanIssue(("stages", index, "genotype"), str(exc)))
     return issues
-
-
-
-_SUMMARY_KEYS = ("name", "status", "dataset", "hypergradient", "seed", "epochs_done", "learners", "search_cost",
-                 "evaluations", "distributed", "early_stopped")
 
 
 def check_expectations(spec: BaseModel, group: Group) -> list[PlanIssue]:
@@ -104,12 +91,15 @@ def check_expectations(spec: BaseModel, group: Group) -> list[PlanIssue]:
     for i, expectation in enumerate(spec.expect):
         parts = expectation.metric.split(".")
         where = ("expect", i, "metric")
-        if parts[0] not in _SUMMARY_KEYS:
-            issues.append(PlanIssue(where, f"summary.json has no {parts[0]!r}{did_you_mean(parts[0], _SUMMARY_KEYS)}; "
-                                           f"it has {', '.join(_SUMMARY_KEYS)}"))
+        if parts[0] not in SUMMARY_KEYS:
+            issues.append(PlanIssue(where, f"summary.json has no {parts[0]!r}{did_you_mean(parts[0], SUMMARY_KEYS)}; "
+                                           f"it has {', '.join(SUMMARY_KEYS)}"))
         elif parts[0] == "learners" and (len(parts) < 2 or parts[1] not in group.names):
             name = parts[1] if len(parts) > 1 else ""
             issues.append(PlanIssue(where, f"no learner {name!r}{did_you_mean(name, group.names)}"))
+        elif parts[0] == "learners" and len(parts) > 2 and parts[2] not in LEARNER_KEYS:
+            issues.append(PlanIssue(where, f"a learner's summary has no {parts[2]!r}{did_you_mean(parts[2], LEARNER_KEYS)}; "
+                                           f"it has {', '.join(LEARNER_KEYS)}"))
         elif parts[0] == "evaluations" and (len(parts) < 2 or not (parts[1] in evaluations or
                                                                    (parts[1].isdigit() and int(parts[1]) < len(evaluations)))):
             name = parts[1] if len(parts) > 1 else ""

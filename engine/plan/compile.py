@@ -28,7 +28,17 @@ def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path
     spec, doc = load_spec(path, overrides)
     base_dir = base_dir if base_dir is not None else doc.path.parent
     try:
-        run_plan = plan(spec, base_dir=base_dir)
+        run_plan = plan(spec, base_dir=base_dir, stated_in=_stated_in(doc, len(spec.expect)), spec_file=str(doc.path))
     except PlanError as exc:
         raise SpecError(Problem(doc.pos(i.path), dotted(i.path), i.message) for i in exc.issues) from None
     return Compiled(spec, doc, run_plan, base_dir)
+
+
+def _stated_in(doc: Document, count: int) -> dict[int, str]:
+    """The file that states each ``expect:`` entry (a base spec's when inherited through extends)."""
+    out = {}
+    for i in range(count):
+        pos = doc.values.get(("expect", i))
+        if pos is not None and not pos.file.startswith("<override"):
+            out[i] = pos.file
+    return out

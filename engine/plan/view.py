@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .types import RunPlan, TrainStagePlan
+from .types import EvaluateStagePlan, RunPlan, TrainStagePlan
 
 STEP_TITLES = {
     "A": "architecture step (stage 3)",
@@ -18,8 +22,33 @@ STEP_TITLES = {
 }
 
 
+def plan_dict(plan: RunPlan) -> dict[str, Any]:
+    """The plan as JSON-ready data (``sgl plan --format json``, ``plan.json`` of a run)."""
+    return _plain(plan)
+
+
 def plan_json(plan: RunPlan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, default=str)
+    return json.dumps(plan_dict(plan), indent=2, default=str)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: dataclasses, component configs and architectures become mappings."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", serialize_as_any=True)
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, TrainStagePlan):
+            out["order"] = list(value.order)
+        return out
+    if hasattr(value, "to_json"):  # an architecture
+        return value.to_json()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _stage_ids(stage) -> tuple[str, ...]:
@@ -46,12 +75,23 @@ def plan_dot(plan: RunPlan) -> str:
 
 def _component(config) -> str:
     """A component config in one line: its name and the values that differ from its defaults."""
-    data = config.model_dump(mode="json", exclude_defaults=True)
+    data = config.model_dump(mode="json", exclude_defaults=True, serialize_as_any=True)
     key = next((k for k in ("name", "kind", "method", "protocol") if k in type(config).model_fields), None)
     label = str(getattr(config, key)) if key else type(config).__name__
     data.pop(key, None)
     extras = ", ".join(f"{k} {v}" for k, v in data.items())
     return f"{label} ({extras})" if extras else label
+
+
+def _evaluation(stage: EvaluateStagePlan) -> str:
+    """An evaluate stage in one line: its name, the protocol's values that differ from the
+    protocol's defaults, and what it trains."""
+    data = stage.protocol.model_dump(mode="json", exclude_defaults=True, serialize_as_any=True)
+    data.pop("protocol", None)
+    given = {"learner": stage.learner, "genotype": stage.given_as, "seed": stage.seed if stage.seed_from == "stage" else None}
+    data.update({k: v for k, v in given.items() if v is not None})
+    extras = ", ".join(f"{k} {v}" for k, v in data.items())
+    return f"{stage.name} ({extras})" if extras else stage.name
 
 
 def plan_text(plan: RunPlan, console: Console) -> None:
@@ -90,15 +130,15 @@ def plan_text(plan: RunPlan, console: Console) -> None:
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for expectation in plan.expect:
-        low, high = expectation.bounds
         source = f"  [dim]{escape(expectation.source)}[/dim]" if expectation.source else ""
-        console.print(f"expect {expectation.metric} in [{low:.6g}, {high:.6g}]{source}")
+        inherited = f"  [dim](inherited from {escape(expectation.stated_in)})[/dim]" if expectation.inherited else ""
+        console.print(f"expect {expectation.metric} in [{expectation.low:.6g}, {expectation.high:.6g}]{source}{inherited}")
 
 
 def _stage_text(plan: RunPlan, stage, console: Console) -> None:
     if not isinstance(stage, TrainStagePlan):
         target = f" {stage.learner}" if getattr(stage, "learner", None) else ""
-        protocol = f" ({escape(_component(stage.protocol))})" if stage.type == "evaluate" else ""
+        protocol = f" ({escape(_evaluation(stage))})" if isinstance(stage, EvaluateStagePlan) else ""
         console.print(f"  {stage.name}: {stage.type}{target}{protocol}")
         return
     gate = ""
@@ -127,8 +167,8 @@ def _stage_table(plan: RunPlan) -> Table:
             learners = sorted({k for a in stage.actions for k in a.learners})
             table.add_row(stage.name, stage.type, str(stage.epochs), ", ".join(learners), str(len(stage.order)),
                           _num(stage.iterations_per_epoch), _num(stage.optimizer_steps))
-        elif stage.type == "evaluate":
-            table.add_row(stage.name, stage.type, str(stage.protocol.epochs), stage.learner or str(stage.genotype), "", "", "")
+        elif isinstance(stage, EvaluateStagePlan):
+            table.add_row(stage.name, stage.type, str(stage.epochs), stage.learner or str(stage.given_as), "", "", "")
         else:
             table.add_row(stage.name, stage.type, "", "all searchable", "", "", "")
     return table

@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sgl.registry import load_architecture
 from sgl.registry.spaces import space_config
-from sgl.registry.spaces.genotype import Genotype
 
-from ..run import records as R
+from .. import records as R
 from .reading import RunData, _num, _pct, _safe
 
 #: Figure sizes in inches; saved at ``DPI`` without cropping, so PNGs are exactly size × DPI pixels.
@@ -134,9 +134,9 @@ def eval_figure(run: RunData, out: Path) -> list[Path]:
     fig = _figure(CURVE_FIGSIZE)
     loss_ax, acc_ax = fig.subplots(1, 2)
     colors = _colors()
-    stages = list(dict.fromkeys(str(r.get(R.STAGE_OF_EVAL)) for r in run.evals))
+    stages = list(dict.fromkeys(str(r.get(R.EVAL_STAGE)) for r in run.evals))
     for i, stage in enumerate(stages):
-        rows = [r for r in run.evals if str(r.get(R.STAGE_OF_EVAL)) == stage]
+        rows = [r for r in run.evals if str(r.get(R.EVAL_STAGE)) == stage]
         color = colors[i % len(colors)]
         xs, ys = _series(rows, R.EPOCH_INDEX, R.EVAL_TRAIN_LOSS, offset=1)
         loss_ax.plot(xs, ys, color=color, label=stage, linewidth=1.2, **_line_style(len(xs)))
@@ -225,28 +225,28 @@ def alpha_figures(run: RunData, out: Path) -> list[Path]:
 
 def _space_of(run: RunData, learner: str, history: list[dict[str, Any]]):
     """The search space a learner's genotypes came from (it knows its cells and edge names)."""
-    genotype = run.genotypes.get(learner)
-    name = genotype.space if genotype is not None else ((history[-1].get("genotype") or {}).get("space") or "")
+    architecture = run.architectures.get(learner)
+    name = architecture.space if architecture is not None else ((history[-1].get("genotype") or {}).get("space") or "")
     return space_config(str(name))
 
 
 def cell_figures(run: RunData, out: Path) -> dict[str, list[Path]]:
-    """Cell diagrams of every final genotype and every evaluated genotype not among them."""
+    """Diagrams of every final architecture and every evaluated one not among them."""
     written: dict[str, list[Path]] = {}
     shown = {}
-    for learner, genotype in run.genotypes.items():
-        written[learner] = space_config(genotype.space).draw(genotype, out, f"{run.label}_{_safe(learner)}")
-        shown[json.dumps(genotype.to_json(), sort_keys=True)] = learner
-    for ev in run.summary.get("evaluations") or []:
-        data = ev.get("genotype_json")
-        if not data:
+    for learner, architecture in run.architectures.items():
+        written[learner] = architecture.draw(out, f"{run.label}_{_safe(learner)}")
+        shown[json.dumps(architecture.to_json(), sort_keys=True)] = learner
+    for ev in run.evaluations:
+        try:
+            architecture = load_architecture(ev.genotype_json)
+        except ValueError:
             continue
-        key = json.dumps(Genotype.from_json(data).to_json(), sort_keys=True)
+        key = json.dumps(architecture.to_json(), sort_keys=True)
         if key in shown:
             continue
-        name = f"eval-{ev.get('stage')}"
-        genotype = Genotype.from_json(data)
-        written[name] = space_config(genotype.space).draw(genotype, out, f"{run.label}_{_safe(name)}")
+        name = f"eval-{ev.stage}"
+        written[name] = architecture.draw(out, f"{run.label}_{_safe(name)}")
         shown[key] = name
     return written
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ReportError
-from ..rundir.layout import atomic_write_text
+from ..rundir.files import atomic_write_text
 from .figures import accuracy_figure, alpha_figures, cell_figures, eval_figure, group_figure, loss_figure
 from .reading import RunData, _fmt, _fmt_params, _labels, _num, _pct, group_rows, load_run, result_rows
 
@@ -80,10 +80,10 @@ def learners_table(run: RunData) -> Table | None:
         return None
     rows = []
     for name, l in run.learners.items():
-        val, test = l.get("val_acc") or {}, l.get("test_acc") or {}
-        rows.append([name, str(l.get("kind", "–")), "yes" if l.get("searchable") else "no",
+        val, test = l.val_acc, l.test_acc
+        rows.append([name, l.kind, "yes" if l.searchable else "no",
                      _fmt(_pct(val.get("W"))), _fmt(_pct(val.get("V"))), _fmt(_pct(test.get("W"))), _fmt(_pct(test.get("V"))),
-                     _fmt_params(_num(l.get("params_M"))), str(l.get("genotype") or "–")])
+                     _fmt_params(_num(l.params_M)), str(l.genotype or "–")])
     return Table(f"Learners of {run.label}", ["Learner", "Kind", "Searchable", "Val acc W (%)", "Val acc V (%)",
                                               "Test acc W (%)", "Test acc V (%)", "Params (M)", "Genotype"], rows)
 
@@ -91,23 +91,23 @@ def learners_table(run: RunData) -> Table | None:
 def expectations_table(run: RunData) -> Table | None:
     if not run.expectations:
         return None
-    rows = [[r["metric"], "missing" if r["value"] is None else f"{r['value']:.4g}", f"{r['low']:.4g} – {r['high']:.4g}",
-             "ok" if r["passed"] else "FAILED", r.get("source") or ""] for r in run.expectations]
+    rows = [[r.metric, "missing" if r.value is None else f"{r.value:.4g}", f"{r.low:.4g} – {r.high:.4g}",
+             "ok" if r.passed else "FAILED", r.source] for r in run.expectations]
     return Table(f"Expectations of {run.label}", ["Metric", "Value", "Expected", "Result", "Source"], rows,
                  note="The spec's expect: section checked against summary.json.")
 
 
 def evaluations_table(run: RunData) -> Table | None:
-    evaluations = run.summary.get("evaluations") or []
+    evaluations = run.evaluations
     if not evaluations:
         return None
     rows = []
     for ev in evaluations:
-        unit = "GPU-hours" if ev.get("device") == "cuda" else "CPU-hours"
-        hours = _num(ev.get("device_hours"))
-        rows.append([str(ev.get("stage")), str(ev.get("genotype")), str(ev.get("dataset")), str(ev.get("epochs")),
-                     _fmt(_num(ev.get("test_error_final"))), _fmt(_num(ev.get("test_error_best"))),
-                     _fmt_params(_num(ev.get("params_M"))), _fmt(_num(ev.get("madds_M")), 1),
+        unit = "GPU-hours" if ev.device == "cuda" else "CPU-hours"
+        hours = _num(ev.device_hours)
+        rows.append([ev.stage, ev.genotype, ev.dataset, str(ev.epochs),
+                     _fmt(_num(ev.test_error_final)), _fmt(_num(ev.test_error_best)),
+                     _fmt_params(_num(ev.params_M)), _fmt(_num(ev.madds_M), 1),
                      f"{hours:.3g} {unit}" if hours is not None else "–"])
     return Table(f"Evaluations of {run.label}", ["Stage", "Genotype", "Dataset", "Epochs", "Test error (%), final",
                                                  "Test error (%), best", "Params (M)", "Multiply-adds (M)", "Cost"], rows)
@@ -183,7 +183,7 @@ def write_report(
 
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
     _write_pages(runs, rows, group_list, per_run, group_figs, out_dir, html_path, md_path)
-    failed = [(run.path, r) for run in runs for r in run.expectations if not r["passed"]]
+    failed = [(run.path, r) for run in runs for r in run.expectations if not r.passed]
     return {"html": html_path, "markdown": md_path, "figures": figures, "rows": rows, "groups": group_list,
             "failed_expectations": failed}
 
@@ -220,8 +220,9 @@ def _write_pages(runs, rows, group_list, per_run, group_figs, out_dir: Path, htm
 
     for run in runs:
         heading(f"Run {run.label}")
-        status = run.summary.get("status", "no summary (still running, or stopped)")
-        line = f"{run.path} — spec {run.name}, seed {run.seed}, status {status}"
+        line = f"{run.path} — spec {run.name}, seed {run.seed}, status {run.status}"
+        for note in run.notes:
+            line += f"; {note}"
         h.append(f"<p>{html.escape(line)}</p>")
         m.append(line + "\n")
         table(learners_table(run))

@@ -15,43 +15,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgl.registry.spaces.genotype import Genotype
+from sgl.registry import Architecture
 
-from ..run import records as R
-from ..errors import ReportError
-from ..run.expectations import check
-from ..rundir.layout import RunDir, read_json, read_jsonl
-
-
-def _dedupe(records: list[dict[str, Any]], key) -> list[dict[str, Any]]:
-    """Keep the last record per key (a resumed run may repeat lines), in first-seen order."""
-    last: dict[Any, dict[str, Any]] = {}
-    for record in records:
-        last[key(record)] = record
-    return list(last.values())
+from .. import records as R
+from ..errors import ReportError, RunDirError, SpecError
+from ..expectations import check
+from ..rundir.reader import RunFiles, open_run_dir
+from ..summary import EvaluationResult, ExpectationResult, LearnerResult, Summary, SummaryUnreadable
 
 
 @dataclass
 class RunData:
-    path: Path
+    files: RunFiles
     label: str  # unique and file-safe among the reported runs
     name: str
-    info: dict[str, Any]
-    summary: dict[str, Any]
+    summary: Summary | None
     iters: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
-    genotypes: dict[str, Genotype] = field(default_factory=dict)
+    architectures: dict[str, Architecture] = field(default_factory=dict)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    expectations: list[dict[str, Any]] = field(default_factory=list)  # the spec's expect: against the summary
+    expectations: list[ExpectationResult] = field(default_factory=list)  # the plan's expect: against the summary
+    notes: list[str] = field(default_factory=list)  # what could not be read, said on the page
+
+    @property
+    def path(self) -> Path:
+        return self.files.path
 
     @property
     def seed(self) -> Any:
-        return self.summary.get("seed", self.info.get("seed"))
+        if self.summary is not None:
+            return self.summary.seed
+        return _info(self.files).get("seed")
 
     @property
-    def learners(self) -> dict[str, dict[str, Any]]:
-        return self.summary.get("learners") or {}
+    def learners(self) -> dict[str, LearnerResult]:
+        return self.summary.learners if self.summary is not None else {}
+
+    @property
+    def evaluations(self) -> list[EvaluationResult]:
+        return self.summary.evaluations if self.summary is not None else []
+
+    @property
+    def status(self) -> str:
+        return self.summary.status if self.summary is not None else "no summary (still running, or stopped)"
 
     @property
     def method(self) -> str:
@@ -59,52 +66,57 @@ class RunData:
         k = len(self.learners)
         if not k:
             return self.name
-        hyper = self.summary.get("hypergradient")
+        hyper = self.summary.hypergradient if self.summary is not None else None
         return f"{self.name} ({hyper + ', ' if hyper else ''}K={k})"
 
 
+def _info(files: RunFiles) -> dict[str, Any]:
+    try:
+        return files.info
+    except RunDirError:
+        return {}
+
+
+def _summary(files: RunFiles, notes: list[str]) -> Summary | None:
+    try:
+        return files.summary
+    except SummaryUnreadable as exc:
+        notes.append(str(exc))
+        return None
+
+
+def _name(files: RunFiles, summary: Summary | None) -> str:
+    return str((summary.name if summary is not None else None) or _info(files).get("name") or files.path.name)
+
+
 def load_run(path: Path, label: str | None = None) -> RunData:
-    run_dir = RunDir(Path(path), writer=False)
-    path = run_dir.path
-    if not run_dir.is_run():
-        raise ReportError(f"{str(path)!r} is not an sgl run directory (no run.json, summary.json or metrics.jsonl)")
-    info = read_json(run_dir.run_info)
-    summary = run_dir.read_summary()
-    name = str(summary.get("name") or info.get("name") or path.name)
-    records = read_jsonl(run_dir.metrics)
-    run = RunData(path=path, label=label or name, name=name, info=info, summary=summary)
-    run.expectations = _expectations(run_dir, summary)
-    run.iters = _dedupe(R.of_kind(records, R.ITER), lambda r: (r.get(R.LEARNER), r.get(R.STAGE_OF_SEARCH), r.get(R.STEP)))
-    run.epochs = _dedupe(R.of_kind(records, R.EPOCH), lambda r: (r.get(R.LEARNER), r.get(R.STAGE_OF_SEARCH), r.get(R.EPOCH_INDEX)))
-    run.evals = _dedupe(R.of_kind(records, R.EVAL_EPOCH), lambda r: (r.get(R.STAGE_OF_EVAL), r.get(R.EPOCH_INDEX)))
-    if run_dir.genotypes.is_dir():
-        for file in sorted(run_dir.genotypes.glob("*.json")):
-            try:
-                run.genotypes[file.stem] = Genotype.load(file)
-            except (ValueError, OSError):
-                continue
-        for learner, file in run_dir.genotype_histories().items():
-            history = _dedupe(read_jsonl(file), lambda r: r.get("epoch"))
-            if history:
-                run.histories[learner] = history
+    try:
+        files = open_run_dir(path)
+    except RunDirError as exc:
+        raise ReportError(str(exc)) from None
+    notes: list[str] = []
+    summary = _summary(files, notes)
+    name = _name(files, summary)
+    run = RunData(files=files, label=label or name, name=name, summary=summary, notes=notes)
+    run.expectations = _expectations(run)
+    run.iters = files.metrics(R.ITER)
+    run.epochs = files.metrics(R.EPOCH)
+    run.evals = files.metrics(R.EVAL_EPOCH)
+    run.architectures = dict(files.architectures)
+    run.histories = files.histories()
     return run
 
 
-def _expectations(run_dir: RunDir, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The resolved spec's ``expect:`` checked against the summary (a finished run's only)."""
-    if summary.get("status") != "completed" or not run_dir.resolved_spec.is_file():
+def _expectations(run: RunData) -> list[ExpectationResult]:
+    """The plan's ``expect:`` checked against the summary (a finished run's only)."""
+    if run.summary is None or run.summary.status != "completed":
         return []
-    from ruamel.yaml import YAML
-
     try:
-        spec = YAML(typ="safe", pure=True).load(run_dir.resolved_spec.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - a torn or edited file: nothing to check, the report still renders
+        expect = run.files.plan.expect
+    except (SpecError, RunDirError) as exc:  # an edited or foreign spec: nothing to check, the report still renders
+        run.notes.append(f"expectations not checked: {str(exc).splitlines()[0]}")
         return []
-    expect = spec.get("expect") if isinstance(spec, dict) else None
-    if not isinstance(expect, list):
-        return []
-    entries = [e for e in expect if isinstance(e, dict) and "metric" in e and ("range" in e or "value" in e)]
-    return check(entries, summary)
+    return check(expect, run.summary.to_json())
 
 
 def _safe(text: str) -> str:
@@ -115,9 +127,8 @@ def _labels(paths: list[Path]) -> list[str]:
     """File-safe labels: the spec name and the run folder's name, made unique."""
     out, seen = [], set()
     for path in paths:
-        run_dir = RunDir(path, writer=False)
-        info, summary = read_json(run_dir.run_info), run_dir.read_summary()
-        name = str(summary.get("name") or info.get("name") or path.name)
+        files = RunFiles(path)
+        name = _name(files, _summary(files, []))
         base = _safe(f"{name}-{path.name}" if path.name != name else name)
         label, n = base, 1
         while label in seen:
@@ -149,13 +160,14 @@ def _pct(acc: Any) -> float | None:
     return acc * 100.0 if acc <= 1.0 else acc
 
 
-def _search_cost(summary: dict[str, Any]) -> tuple[float, str] | None:
+def _search_cost(summary: Summary | None) -> tuple[float, str] | None:
     """``(value, unit)``: GPU-days on GPUs, CPU-hours on CPUs (device-hours: hours × processes)."""
-    cost = summary.get("search_cost") or {}
-    hours = _num(cost.get("device_hours", cost.get("hours")))
+    if summary is None:
+        return None
+    hours = _num(summary.search_cost.device_hours)
     if hours is None:
         return None
-    if cost.get("device") == "cuda":
+    if summary.search_cost.device == "cuda":
         return hours / 24.0, "GPU-days"
     return hours, "CPU-hours"
 
@@ -185,29 +197,29 @@ def result_rows(run: RunData) -> list[dict[str, Any]]:
     cost = _search_cost(run.summary) if run.learners else None  # evaluation-only: no search
     base = {
         "run": run.label, "path": str(run.path), "name": run.name, "method": run.method,
-        "dataset": run.summary.get("dataset") or "–", "seed": run.seed,
+        "dataset": run.summary.dataset if run.summary is not None else "–", "seed": run.seed,
         "search_cost": cost[0] if cost else None, "search_cost_unit": cost[1] if cost else None,
     }
     rows = []
-    for ev in run.summary.get("evaluations") or []:
+    for ev in run.evaluations:
         rows.append({
             **base,
-            "source_key": f"evaluate:{ev.get('stage')}",
-            "source": f"evaluation stage '{ev.get('stage')}': {ev.get('genotype')}, {ev.get('epochs')} epochs",
-            "dataset": ev.get("dataset") or base["dataset"],
-            "test_error_final": _num(ev.get("test_error_final")),
-            "test_error_best": _num(ev.get("test_error_best")),
-            "params_M": _num(ev.get("params_M")),
-            "madds_M": _num(ev.get("madds_M")),
+            "source_key": f"evaluate:{ev.stage}",
+            "source": f"evaluation stage '{ev.stage}': {ev.genotype}, {ev.epochs} epochs",
+            "dataset": ev.dataset or base["dataset"],
+            "test_error_final": _num(ev.test_error_final),
+            "test_error_best": _num(ev.test_error_best),
+            "params_M": _num(ev.params_M),
+            "madds_M": _num(ev.madds_M),
         })
     if rows:
         return rows
     best = None  # (acc, learner, net, params)
     for name, learner in run.learners.items():
-        for net, acc in (learner.get("test_acc") or {}).items():
+        for net, acc in learner.test_acc.items():
             acc = _pct(acc)
             if acc is not None and (best is None or acc > best[0]):
-                best = (acc, name, net, _num(learner.get("params_M")))
+                best = (acc, name, net, _num(learner.params_M))
     return [{
         **base,
         "source_key": "search",

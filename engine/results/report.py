@@ -2,7 +2,7 @@
 
 Modules: ``reading`` (run directories → numbers), ``figures``, ``pages`` (tables, HTML, Markdown).
 
-What it reads (DESIGN §4): ``run.json``, ``summary.json``, ``metrics.jsonl`` (``iter``, ``epoch``
+What it reads (docs/run-directory.md): ``run.json``, ``summary.json``, ``metrics.jsonl`` (``iter``, ``epoch``
 and ``eval_epoch`` lines), ``genotypes/<learner>.json`` and ``genotypes/<learner>.history.jsonl``.
 Missing pieces (a run still going, a crashed run) leave out what they would have drawn.
 

@@ -9,12 +9,9 @@ Nothing is written: the runtime is built as ``sgl run`` builds it and thrown awa
 
 from __future__ import annotations
 
-import math
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from ..plan.types import EvaluateStagePlan, TrainStagePlan
@@ -69,9 +66,9 @@ def estimate(compiled: Any, iterations: int = 3, warmup: int = 1) -> Estimate:
     """Time the plan's kinds of iteration on this machine and project the whole run."""
     import torch
 
+    from .accelerator import make_accelerator
     from .runner import Runner
     from .runtime import build_runtime
-    from ..rundir.session import make_accelerator
 
     plan = compiled.plan
     accelerator = make_accelerator(plan)
@@ -103,11 +100,10 @@ def _search_rows(runner: Any, stage: TrainStagePlan, per_epoch: int, iterations:
         rows.append(Measured(stage.name, what, seconds, epochs * per_epoch, True))
     # accuracy on D_val after every measured epoch: each learner's networks
     runtime = runner.runtime
-    val = len(runtime.val_indices) if runtime.plan.data.val_subset is None else min(runtime.plan.data.val_subset, len(runtime.val_indices))
-    measured_epochs = math.ceil(stage.epochs / runtime.plan.data.val_every)
     networks = sum(len(learner.nets) for learner in runtime.learners.values())
     per_image = _accuracy_seconds_per_image(runtime, sync)
-    rows.append(Measured(stage.name, "accuracy on D_val", per_image, val * networks * measured_epochs, True))
+    count = len(runtime.measured_val) * networks * len(stage.measured_epochs)
+    rows.append(Measured(stage.name, "accuracy on D_val", per_image, count, True))
     return rows
 
 
@@ -125,33 +121,26 @@ def _accuracy_seconds_per_image(runtime: Any, sync) -> float:
 
 
 def _evaluation_rows(runtime: Any, stage: EvaluateStagePlan, iterations: int, warmup: int, sync) -> list[Measured]:
-    from .evaluation import EvaluationStage
-    from .progress import Progress
-    from ..rundir.recorder import Recorder
-    from ..rundir.layout import RunDir
+    import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        quiet = Progress(total_iterations=1, enabled=False)
-        work = EvaluationStage(runtime, stage, Recorder(RunDir(Path(tmp), writer=False), "off"), quiet)
-        work.begin_epoch(0)
-        seconds = _timed(lambda: work.iteration(0), iterations, warmup, sync)
-        test_images = len(work.bundle.test)
-        probe = min(test_images, runtime.plan.data.eval_batch_size * 2)
-        import torch
+    from .accuracy import accuracy, running_statistics
+    from .evaluation import EvaluationTraining
 
-        from .accuracy import accuracy, running_statistics
+    training = EvaluationTraining(runtime, stage)
+    training.begin_epoch(0)
+    seconds = _timed(training.step, iterations, warmup, sync)
+    test_images = len(training.bundle.test)
+    probe = min(test_images, runtime.plan.data.eval_batch_size * 2)
+    subset = torch.utils.data.Subset(training.bundle.test, range(probe))
 
-        subset = torch.utils.data.Subset(work.bundle.test, range(probe))
+    def test_pass() -> None:
+        with running_statistics(training.net):
+            accuracy(training.net, subset, None, runtime.plan.data.eval_batch_size, runtime.collectives,
+                     runtime.accelerator.autocast)
 
-        def test_pass() -> None:
-            with running_statistics(work.net):
-                accuracy(work.net, subset, None, runtime.plan.data.eval_batch_size, runtime.collectives,
-                         runtime.accelerator.autocast)
-
-        test_seconds = _timed(test_pass, 2, 1, sync) / max(1, probe)
-        epochs = stage.protocol.epochs
-        return [Measured(stage.name, "evaluation", seconds, epochs * work.iterations, False),
-                Measured(stage.name, "accuracy on the test set", test_seconds, epochs * test_images, False)]
+    test_seconds = _timed(test_pass, 2, 1, sync) / max(1, probe)
+    return [Measured(stage.name, "evaluation", seconds, stage.epochs * training.iterations, False),
+            Measured(stage.name, "accuracy on the test set", test_seconds, stage.epochs * test_images, False)]
 
 
 def render(result: Estimate) -> str:

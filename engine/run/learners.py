@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgl.registry import Task
+from sgl.registry import Architecture, Task
 from sgl.registry.hypergrad.base import LearnerView
 
 from .data import stream_seed
@@ -108,12 +108,13 @@ class Learner:
         return module(x) if self.space is None else module(x, arch if arch is not None else self.arch())
 
     def view(self) -> LearnerView:
-        # The architecture gradient flows through V, or through W when there is no stage 2.
+        """What a hypergradient method sees: W, and the network A's gradient flows through as V."""
         w, v = self.nets["W"], self.nets[self.plan.arch_net or "W"]
         return LearnerView(self.name, self.space, w.module, w.optimizer, v.module, v.optimizer)
 
-    def genotype(self):
-        return self.space.genotype() if self.space is not None else None
+    def architecture(self) -> Architecture | None:
+        """The discrete architecture its weights give now (None for a fixed learner)."""
+        return self.space.architecture() if self.space is not None else None
 
     def configure_epoch(self, positions: dict[str, tuple[int, int, int]]) -> None:
         """Let the space adjust each network for where it stands: ``net -> (epoch, epochs, arch_start)``

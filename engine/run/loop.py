@@ -74,8 +74,8 @@ class StopControl:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def at_epoch_end(self, epochs_done: int) -> bool:
-        return self.signalled or (self.stop_after_epochs is not None and epochs_done >= self.stop_after_epochs)
+    def at_epoch_end(self, trained_epochs: int) -> bool:
+        return self.signalled or (self.stop_after_epochs is not None and trained_epochs >= self.stop_after_epochs)
 
 
 class TrainingLoop:
@@ -110,12 +110,12 @@ class TrainingLoop:
                     raise Interrupted(f"stopped at epoch {shown + 1}, iteration {it + 1}")
             ends_early = work.end_epoch(epoch)
             cursor.epoch, cursor.iteration = epoch + 1, 0
-            cursor.epochs_done += 1
+            cursor.trained_epochs += 1
             if ends_early:
                 cursor.early_stopped[work.name] = cursor.epoch
             if cursor.epoch == work.epochs or ends_early:
                 return  # the executor moves the cursor past the stage, checkpoints, then honours a stop
             self.save(cursor, work)
             self.stop.poll()  # a signal on any process stops every process here
-            if self.stop.at_epoch_end(cursor.epochs_done):
+            if self.stop.at_epoch_end(cursor.trained_epochs):
                 raise Interrupted(f"stopped after epoch {work.display(epoch)[0] + 1}")

@@ -10,6 +10,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ..summary import ExpectationResult
+
 
 def make_console() -> Console:
     """Wide enough when output goes to a file or a pipe, so lines and tables are not cut."""
@@ -107,13 +109,13 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def expectations_table(results: list[dict[str, Any]]) -> Table:
+def expectations_table(results: list[ExpectationResult]) -> Table:
     """The spec's ``expect:`` against what the run produced."""
     table = Table(title="expectations", title_justify="left")
     for column in ("metric", "value", "expected", "", "source"):
         table.add_column(column, justify="right" if column in ("value", "expected") else "left")
     for r in results:
-        value = "missing" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(r["metric"], value, f"{r['low']:.4g} – {r['high']:.4g}", "ok" if r["passed"] else "[red]FAILED[/red]",
-                      escape(r.get("source") or ""))
+        value = "missing" if r.value is None else f"{r.value:.4g}"
+        table.add_row(r.metric, value, f"{r.low:.4g} – {r.high:.4g}", "ok" if r.passed else "[red]FAILED[/red]",
+                      escape(r.source or ""))
     return table

@@ -20,9 +20,10 @@ from ..plan.compile import Compiled, compile_spec
 from .data import BatchStream
 from .learners import Learner
 from ..plan.types import RunPlan, TrainStagePlan
+from .accelerator import make_accelerator
+from .iteration import SearchIteration
+from .metrics import Accumulator
 from .runtime import Runtime, build_runtime
-from .search import SearchStage
-from ..rundir.session import make_accelerator
 
 
 class Runner:
@@ -31,7 +32,8 @@ class Runner:
     def __init__(self, compiled: Compiled, runtime: Runtime) -> None:
         self.compiled = compiled
         self.runtime = runtime
-        self._stages: dict[int, SearchStage] = {}
+        self._iterations: dict[int, SearchIteration] = {}
+        self._sums: dict[int, Accumulator] = {}
 
     @property
     def plan(self) -> RunPlan:
@@ -67,16 +69,17 @@ class Runner:
         """Run one iteration of a search stage: its batches, then its steps in order. With ``arch``
         its A-steps run (as in the stage's epochs after ``arch_start``); without, they are skipped."""
         stage = self.stage(which)
-        if stage.index not in self._stages:
-            self._stages[stage.index] = SearchStage(self.runtime, stage, recorder=None, progress=None, clock=None)
-            for name, phase in stage.growing_phase.items():
-                self.learners[name].enter_growing_phase(phase)
-        self._stages[stage.index].run_iteration(arch_on=arch)
+        if stage.index not in self._iterations:
+            self._iterations[stage.index] = SearchIteration(self.runtime, stage)
+            self._sums[stage.index] = Accumulator()
+            self._iterations[stage.index].enter()
+        for learner, net, result in self._iterations[stage.index].run(arch_on=arch):
+            self._sums[stage.index].add(learner, net, result)
 
     def losses(self, which: int | str | None = None) -> dict[tuple[str, str], float]:
         """Mean loss per (learner, network) over the iterations run since the last call."""
-        stage = self._stages.get(self.stage(which).index)
-        values = stage.interval_sums.read_and_reset() if stage is not None else {}
+        sums = self._sums.get(self.stage(which).index)
+        values = sums.read_and_reset() if sums is not None else {}
         return {key: stats["loss"] for key, stats in values.items()}
 
 

@@ -51,11 +51,19 @@ class Runtime:
             return measure(lambda x: learner.logits(net, x, arch), dataset, indices, self.plan.data.eval_batch_size,
                            self.collectives, self.accelerator.autocast, with_loss=with_loss)
 
+    @property
+    def measured_val(self) -> torch.Tensor:
+        """The D_val images an accuracy measurement sees: all, or the first ``data.val_subset``."""
+        return self.val_indices[: self.plan.data.val_subset]
+
+    @property
+    def val_images(self) -> Any:
+        """D_val's images through the evaluation transform (the training set's, without augmentation)."""
+        return self.bundle.train_eval if self.bundle.train_eval is not None else self.bundle.train
+
     def val_accuracy(self, learner: Learner, net: str, with_loss: bool = False) -> tuple[float, float | None]:
-        """On D_val (or its first ``data.val_subset`` images), through the evaluation transform."""
-        images = self.bundle.train_eval if self.bundle.train_eval is not None else self.bundle.train
-        indices = self.val_indices if self.plan.data.val_subset is None else self.val_indices[: self.plan.data.val_subset]
-        return self.network_accuracy(learner, net, images, indices, with_loss)
+        """On D_val's measured images, through the evaluation transform."""
+        return self.network_accuracy(learner, net, self.val_images, self.measured_val, with_loss)
 
     def resident(self, dataset: Any) -> Any:
         """``dataset`` held on the device with its augmentation as a batch operation, when batches

@@ -1,8 +1,7 @@
-"""A search stage: epochs of iterations whose steps (A, W, PL, V) the plan lists, over the learners.
+"""A search stage as the training loop's work: the iteration (``iteration.py``) plus what a stage
+records — interval and epoch lines, validation accuracy, architectures — and its early stop.
 
-It is the training loop's work for a ``TrainStagePlan``: one iteration draws the batches the
-stage reads and runs its actions in order; at logging intervals and epoch ends it turns the
-metric sums into records. It knows the plan's vocabulary (steps, learners, networks), not SGL.
+It knows the plan's vocabulary (steps, learners, networks), not SGL's.
 """
 
 from __future__ import annotations
@@ -11,23 +10,44 @@ from typing import Any
 
 from rich.markup import escape
 
-from sgl.registry.hypergrad.base import ArchContext
-
-from . import records as R
+from .. import records as R
 from ..errors import NonFiniteLoss
-from ..faults import poisoned
+from ..plan.settings import EarlyStopRule
+from ..plan.types import TrainStagePlan
+from .iteration import SearchIteration
 from .metrics import Accumulator
-from ..plan.types import RunPlan, TrainStagePlan
 from .runtime import Runtime
-from .steps import a_step, pl_step, v_step, w_step
+from .sink import RunSink
+
+
+class EarlyStopWatch:
+    """The stage's early-stop measure, one value per measured epoch; says when it has worsened
+    ``rule.patience`` epochs in a row."""
+
+    def __init__(self, rule: EarlyStopRule) -> None:
+        self.rule = rule
+        self.values: list[float] = []
+
+    def worsened(self, value: float) -> bool:
+        self.values.append(value)
+        recent = self.values[-(self.rule.patience + 1):]
+        if len(recent) <= self.rule.patience:
+            return False
+        worse = (lambda a, b: b > a) if self.rule.metric == "val_loss" else (lambda a, b: b < a)
+        return all(worse(a, b) for a, b in zip(recent, recent[1:]))
+
+    def describe(self) -> str:
+        recent = self.values[-(self.rule.patience + 1):]
+        return (f"{self.rule.metric} worsened {self.rule.patience} epochs in a row "
+                f"({', '.join(f'{v:.4f}' for v in recent)})")
 
 
 class SearchStage:
-    def __init__(self, runtime: Runtime, stage: TrainStagePlan, recorder: Any, progress: Any, clock: Any) -> None:
+    def __init__(self, runtime: Runtime, stage: TrainStagePlan, sink: RunSink, progress: Any, clock: Any) -> None:
         self.runtime = runtime
-        self.plan: RunPlan = runtime.plan
         self.stage = stage
-        self.recorder = recorder
+        self.iteration_work = SearchIteration(runtime, stage)
+        self.sink = sink
         self.progress = progress
         self.clock = clock
         self.name = stage.name
@@ -35,59 +55,23 @@ class SearchStage:
         self.iterations = runtime.iterations
         self.interval_sums = Accumulator()
         self.epoch_sums = Accumulator()
-        self._has_v = any(a.step == "V" for a in stage.actions)
-        self.watched: list[float] = []  # the early-stop measure, one value per epoch of this stage
+        self.watch = EarlyStopWatch(stage.early_stop) if stage.early_stop is not None else None
 
     # -- the loop's interface
     def begin(self) -> None:
-        """Enter the stage: a growing space moves to this stage's phase (building new networks)."""
-        for name, phase in self.stage.growing_phase.items():
-            if self.runtime.learners[name].enter_growing_phase(phase):
-                self.progress.message(f"{name}: entered growing phase {phase + 1} ({self.stage.name})")
+        for name in self.iteration_work.enter():
+            self.progress.message(f"{name}: entered growing phase {self.stage.growing_phase[name] + 1} ({self.stage.name})")
 
     def begin_epoch(self, epoch: int) -> None:
-        for name, learner in self.runtime.learners.items():
-            ramps = self.stage.ramps.get(name)
-            if ramps is None:  # the stage is the whole schedule
-                positions = {net: (epoch, self.stage.epochs, self.stage.arch_start) for net in learner.nets}
-            else:  # the schedule spans the growing phase's stages that train the network
-                positions = {net: (before + epoch, span, arch) for net, (before, span, arch) in ramps.items()}
-            learner.configure_epoch(positions)
+        self.iteration_work.begin_epoch(epoch)
 
     def display(self, epoch: int) -> tuple[int, int]:
         """(epoch shown, of how many): epochs count over all search stages."""
-        return self.stage.first_epoch + epoch, self.plan.total_epochs
+        return self.stage.first_epoch + epoch, self.runtime.plan.total_epochs
 
     def iteration(self, epoch: int) -> None:
-        start = self.stage.arch_from_epoch
-        self.run_iteration(arch_on=start is not None and self.stage.first_epoch + epoch >= start)
-
-    def run_iteration(self, arch_on: bool) -> None:
-        """The stage's batches, then its actions in order (A-steps only when ``arch_on``)."""
-        streams, learners, step_ctx = self.runtime.streams, self.runtime.learners, self.runtime.step_ctx
-        reads = self.stage.streams
-        x_tr, y_tr = streams["train"].next()
-        x_u = streams["unlabeled"].next()[0] if "unlabeled" in reads else None
-        x_v, y_v = streams["val"].next() if "val" in reads else (None, None)
-        pseudo: dict[str, Any] = {}
-        lw = self.plan.loss_weights
-        for action in self.stage.actions:
-            names = action.learners
-            if action.step == "A":
-                if arch_on:
-                    context = self._arch_context(names, x_tr, y_tr, x_u, x_v, y_v)
-                    a_step(learners, list(names), self.plan.hypergradient, context, step_ctx)
-            elif action.step == "W":
-                for k in names:
-                    self.interval_sums.add(k, "W", poisoned(w_step(learners[k], x_tr, y_tr, step_ctx)))
-            elif action.step == "PL":
-                for j in names:
-                    pseudo[j] = pl_step(learners[j], x_u, self.plan.labeler, step_ctx)
-            else:
-                for k in names:
-                    peers = [pseudo[j] for j in self.plan.learners[k].peers]
-                    result = v_step(learners[k], x_tr, y_tr, x_u, peers, lw.labeled, lw.pseudo, step_ctx)
-                    self.interval_sums.add(k, "V", result)
+        for learner, net, result in self.iteration_work.run(arch_on=self.stage.arch_on(epoch)):
+            self.interval_sums.add(learner, net, result)
 
     def flush(self, epoch: int, iteration: int) -> None:
         """A logging interval ends: one host sync, one iter line per learner; stop on a non-finite loss."""
@@ -105,7 +89,7 @@ class SearchStage:
         now = self.clock.process_seconds()
         shown = {}
         for name, nets in _by_learner(values).items():
-            record = {R.KIND: R.ITER, R.STAGE_OF_SEARCH: self.stage.name, R.EPOCH_INDEX: global_epoch,
+            record = {R.KIND: R.ITER, R.SEARCH_STAGE: self.stage.name, R.EPOCH_INDEX: global_epoch,
                       R.STEP: global_epoch * self.iterations + iteration, R.LEARNER: name}
             for net, stats in nets.items():
                 record[R.loss(net)] = stats["loss"]
@@ -113,88 +97,70 @@ class SearchStage:
             for net_name, net in self.runtime.learners[name].nets.items():
                 record[R.lr(net_name)] = net.lr
             record[R.TIME] = now
-            self.recorder.log(record)
+            self.sink.log(record)
             shown[name] = {f"{net} loss": stats["loss"] for net, stats in nets.items()}
         self.progress.report(shown)
 
     def end_epoch(self, epoch: int) -> bool:
-        """Schedules advance; per learner an epoch line with validation accuracy; genotypes recorded.
-        Returns True when the stage's early-stop rule ends it here."""
+        """Schedules advance; per learner an epoch line with validation accuracy; architectures
+        recorded. Returns True when the stage's early-stop rule ends it here."""
         learners = self.runtime.learners
         for name, net in self.stage.stepped:
             learners[name].nets[net].scheduler.step()
         totals = _by_learner(self.epoch_sums.read_and_reset())
         global_epoch = self.stage.first_epoch + epoch
+        measured = epoch in self.stage.measured_epochs
         now = self.clock.process_seconds()
-        rule = self.stage.early_stop
-        every = self.plan.data.val_every
-        measured = (global_epoch + 1) % every == 0 or global_epoch + 1 == self.plan.total_epochs or epoch + 1 == self.epochs
-        watched = []
-        for name, learner in learners.items():
-            record: dict[str, Any] = {R.KIND: R.EPOCH, R.STAGE_OF_SEARCH: self.stage.name, R.EPOCH_INDEX: global_epoch, R.LEARNER: name}
-            for net, stats in totals.get(name, {}).items():
-                record[R.train_loss(net)] = stats["loss"]
-                record[R.train_acc(net)] = stats["acc"]
-            final = learner.plan.arch_net or ("V" if "V" in learner.nets else "W")
-            for net_name, net in learner.nets.items():
-                if measured:
-                    acc, loss = self.runtime.val_accuracy(learner, net_name, with_loss=rule is not None)
-                    record[R.val_acc(net_name)] = acc
-                    if loss is not None:
-                        record[R.val_loss(net_name)] = loss
-                    if net_name == final and rule is not None:
-                        watched.append(loss if rule.metric == "val_loss" else acc)
-                record[R.lr(net_name)] = net.lr
-            if learner.space is not None:
-                entropy = learner.space.entropy()
-                record.update({R.entropy(cell): value for cell, value in entropy.items()})
-                genotype = learner.genotype()
-                self.recorder.genotype(name, genotype)
-                self.recorder.genotype_history(name, global_epoch, genotype, learner.space.snapshot(), entropy)
-            record[R.TIME] = now
-            self.recorder.log(record)
-        lines = [f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.recorder.last_epoch(name).items()
+        watched = [self._epoch_line(name, global_epoch, totals.get(name, {}), measured, now) for name in learners]
+        watched = [value for value in watched if value is not None]
+        lines = [f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.sink.last_epoch(name).items()
                                         if isinstance(v, float) and R.is_val_acc(k))
                  for name in learners]
-        self.progress.message(escape(f"[{self.stage.name}] epoch {global_epoch + 1}/{self.plan.total_epochs} done · " + " · ".join(lines)))
-        return bool(watched) and self._worsened(sum(watched) / len(watched), rule)
-
-    def _worsened(self, value: float, rule: Any) -> bool:
-        """Record this epoch's measure; True once it worsened ``rule.patience`` epochs in a row."""
-        self.watched.append(value)
-        recent = self.watched[-(rule.patience + 1):]
-        if len(recent) <= rule.patience:
+        self.progress.message(escape(f"[{self.stage.name}] epoch {global_epoch + 1}/{self.runtime.plan.total_epochs} done · "
+                                     + " · ".join(lines)))
+        if self.watch is None or not watched or not self.watch.worsened(sum(watched) / len(watched)):
             return False
-        worse = (lambda a, b: b > a) if rule.metric == "val_loss" else (lambda a, b: b < a)
-        if all(worse(a, b) for a, b in zip(recent, recent[1:])):
-            self.progress.message(f"[{self.stage.name}] early stop: {rule.metric} worsened {rule.patience} epochs in a row "
-                                  f"({', '.join(f'{v:.4f}' for v in recent)})")
-            return True
-        return False
+        self.progress.message(f"[{self.stage.name}] early stop: {self.watch.describe()}")
+        return True
+
+    def _epoch_line(self, name: str, global_epoch: int, totals: dict[str, dict[str, float]], measured: bool,
+                    now: float) -> float | None:
+        """Record one learner's epoch line (and its architecture); returns its early-stop measure."""
+        learner = self.runtime.learners[name]
+        rule = self.stage.early_stop
+        record: dict[str, Any] = {R.KIND: R.EPOCH, R.SEARCH_STAGE: self.stage.name, R.EPOCH_INDEX: global_epoch, R.LEARNER: name}
+        for net, stats in totals.items():
+            record[R.train_loss(net)] = stats["loss"]
+            record[R.train_acc(net)] = stats["acc"]
+        watched = None
+        for net_name, net in learner.nets.items():
+            if measured:
+                acc, loss = self.runtime.val_accuracy(learner, net_name, with_loss=rule is not None)
+                record[R.val_acc(net_name)] = acc
+                if loss is not None:
+                    record[R.val_loss(net_name)] = loss
+                if net_name == learner.plan.final_net and rule is not None:
+                    watched = loss if rule.metric == "val_loss" else acc
+            record[R.lr(net_name)] = net.lr
+        if learner.space is not None:
+            entropy = learner.space.entropy()
+            record.update({R.entropy(cell): value for cell, value in entropy.items()})
+            architecture = learner.architecture()
+            self.sink.architecture(name, architecture)
+            self.sink.architecture_history(name, global_epoch, architecture, learner.space.snapshot(), entropy)
+        record[R.TIME] = now
+        self.sink.log(record)
+        return watched
 
     def state_dict(self) -> dict[str, Any]:
-        return {"interval": self.interval_sums.state_dict(), "epoch": self.epoch_sums.state_dict(), "watched": list(self.watched)}
+        return {"interval": self.interval_sums.state_dict(), "epoch": self.epoch_sums.state_dict(),
+                "watched": list(self.watch.values) if self.watch is not None else []}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.interval_sums.load_state_dict(state["interval"])
         self.epoch_sums.load_state_dict(state["epoch"])
-        self.watched = list(state.get("watched", []))
-
-    # -- helpers
-    def _arch_context(self, targets, x_tr, y_tr, x_u, x_v, y_v) -> ArchContext:
-        lw = self.plan.loss_weights
-        learners = self.runtime.learners
-        return ArchContext(
-            learners={k: learner.view() for k, learner in learners.items()},
-            targets=list(targets),
-            peers={k: list(lp.peers) for k, lp in self.plan.learners.items()},
-            x_train=x_tr, y_train=y_tr, x_unlabeled=x_u, x_val=x_v, y_val=y_v,
-            # Without stage 2 the architecture gradient flows through W and its plain CE loss.
-            w_labeled=lw.labeled if self._has_v else 1.0,
-            w_pseudo=lw.pseudo if self._has_v else 0.0,
-            pseudo_labeler=self.plan.labeler,
-            autocast=self.runtime.accelerator.autocast,
-        )
+        if self.watch is not None:
+            self.watch.values = list(state.get("watched", []))
 
 
 def _by_learner(values: dict[tuple[str, str], dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:

@@ -1,93 +1,19 @@
-"""The run directory: the one place that knows its layout, and how its files are written and read.
+"""The run directory's layout: the one place that knows its file names, and what the run appends.
 
-Every file that is replaced (checkpoints, summaries, genotypes) is written to a temporary file and
-renamed; JSON-lines files are appended a line at a time and flushed. A checkpoint records how long
-the append-only files were when it was taken, so a resumed run cuts the lines written after it.
-Nothing here imports torch: reports read run directories without it.
+A checkpoint records how long the append-only files were when it was taken, so a resumed run cuts
+the lines written after it. Nothing here imports torch: reports read run directories without it.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import RunDirError
-from ..faults import crash_point
+from ..summary import Summary, read_summary
 from .claim import RunLock
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        crash_point("write")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities (not JSON) become null, at any depth."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; empty when the file is missing, torn or not an object."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file, in order; a torn line (a killed run) is skipped."""
-    return list(iter_jsonl(path))
-
-
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
+from .files import _json_safe, atomic_write_bytes, atomic_write_text, read_json, write_json
 
 
 class RunDir:
@@ -109,8 +35,12 @@ class RunDir:
         return self.path / "spec.resolved.yaml"
 
     @property
-    def plan(self) -> Path:
+    def plan_text(self) -> Path:
         return self.path / "plan.txt"
+
+    @property
+    def plan_json(self) -> Path:
+        return self.path / "plan.json"
 
     @property
     def run_info(self) -> Path:
@@ -138,23 +68,28 @@ class RunDir:
         return self.path / "checkpoints" / "previous.pt"
 
     @property
-    def genotypes(self) -> Path:
+    def architectures(self) -> Path:
+        """The folder of the learners' architectures (``genotypes/``, the name of its first kind)."""
         return self.path / "genotypes"
 
-    def genotype(self, learner: str) -> Path:
-        return self.genotypes / f"{learner}.json"
+    def architecture(self, learner: str) -> Path:
+        return self.architectures / f"{learner}.json"
 
-    def genotype_history(self, learner: str) -> Path:
-        return self.genotypes / f"{learner}.history.jsonl"
+    def architecture_history(self, learner: str) -> Path:
+        return self.architectures / f"{learner}.history.jsonl"
 
-    def genotype_histories(self) -> dict[str, Path]:
-        """Every learner's genotype history file, by learner name (sorted)."""
-        suffix = self.genotype_history("").name
-        return {p.name[: -len(suffix)]: p for p in sorted(self.genotypes.glob(f"*{suffix}"))}
+    def architecture_files(self) -> dict[str, Path]:
+        """Every learner's architecture file, by learner name (sorted)."""
+        return {p.stem: p for p in sorted(self.architectures.glob("*.json"))}
 
-    def genotype_relative(self, learner: str) -> str:
-        """How summary.json and evaluation results name a learner's genotype file."""
-        return self.genotype(learner).relative_to(self.path).as_posix()
+    def architecture_histories(self) -> dict[str, Path]:
+        """Every learner's architecture history file, by learner name (sorted)."""
+        suffix = self.architecture_history("").name
+        return {p.name[: -len(suffix)]: p for p in sorted(self.architectures.glob(f"*{suffix}"))}
+
+    def relative(self, path: Path) -> str:
+        """How summary.json names a file of the run: relative to the run directory."""
+        return path.relative_to(self.path).as_posix()
 
     @property
     def figures(self) -> Path:
@@ -166,9 +101,6 @@ class RunDir:
 
     def model(self, stage: str) -> Path:
         return self.path / "models" / f"{stage}.pt"
-
-    def model_relative(self, stage: str) -> str:
-        return self.model(stage).relative_to(self.path).as_posix()
 
     @property
     def models(self) -> Path:
@@ -190,7 +122,7 @@ class RunDir:
 
     def _partly_set_up(self) -> bool:
         """Whether ``write_start`` began here (its first files, or their temporaries) but did not finish."""
-        names = [p.name for p in (self.spec, self.resolved_spec, self.plan, self.env, self.run_info)]
+        names = [p.name for p in (self.spec, self.resolved_spec, self.plan_text, self.plan_json, self.env, self.run_info)]
         return self.path.is_dir() and ((self.path / RunLock.NAME).exists() or any(
             (self.path / name).exists() or any(self.path.glob(f".{name}.*.tmp")) for name in names))
 
@@ -210,16 +142,19 @@ class RunDir:
             raise RunDirError(f"{self.run_info} is not readable JSON")
         return info
 
-    def read_summary(self) -> dict[str, Any]:
-        return read_json(self.summary)
+    def read_summary(self) -> Summary | None:
+        """The run's summary; None before it has one (a damaged file raises SummaryUnreadable)."""
+        return read_summary(self.summary)
 
     # -- writing
-    def write_start(self, *, spec_text: str, resolved_yaml: str, plan_text: str, run_info: dict[str, Any], env: dict[str, Any]) -> None:
+    def write_start(self, *, spec_text: str, resolved_yaml: str, plan_text: str, plan_json: str,
+                    run_info: dict[str, Any], env: dict[str, Any]) -> None:
         if not self.writer:
             return
         atomic_write_text(self.spec, spec_text)
         atomic_write_text(self.resolved_spec, resolved_yaml)
-        atomic_write_text(self.plan, plan_text)
+        atomic_write_text(self.plan_text, plan_text)
+        atomic_write_text(self.plan_json, plan_json)
         write_json(self.env, env)
         write_json(self.run_info, run_info)  # last: a directory with run.json is completely set up
 
@@ -248,7 +183,7 @@ class RunDir:
             atomic_write_bytes(path, data)
 
     def _appendables(self) -> list[Path]:
-        return [self.metrics, *self.genotype_histories().values()]
+        return [self.metrics, *self.architecture_histories().values()]
 
     def offsets(self) -> dict[str, int]:
         """Sizes of the append-only files now: stored in a checkpoint to cut them back on resume."""

@@ -1,6 +1,7 @@
-"""Which model of the spec a key path of raw (not yet valid) data lands on: the candidates of "did
-you mean" for an unknown key. Unions are followed as validation follows them (shorthands applied,
-stages picked by their type, components by their name)."""
+"""What the spec model holds at a key path of raw (not yet valid) data: the keys it accepts there
+(the candidates of "did you mean" for an unknown key) and the component kinds a section names
+("unknown optimizer"). Unions are followed as validation follows them (shorthands applied, stages
+picked by their type, components by their name)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,41 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator
 
-from .models import spec_model, stage_tag
+from .models import ComponentKinds, spec_model
+from .sections import stage_tag
 
 
 def allowed_keys(path: tuple[Any, ...], data: Any) -> list[str]:
     """Keys the model accepts at ``path`` of the (raw) spec ``data``: the candidates for 'did you mean'."""
     model = _model_at(spec_model(), path, data)
-    return list(model.model_fields) if model is not None else []
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
-def _model_at(annotation: Any, path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+def kinds_at(path: tuple[Any, ...], data: Any) -> tuple[str, ...]:
+    """The registry kinds of the component the spec names at ``path`` (empty: not a component)."""
+    if not path:
+        return ()
+    annotation = _model_at(spec_model(), path, data, unwrap_last=False)
+    return _kinds(annotation)
+
+
+def _kinds(annotation: Any) -> tuple[str, ...]:
+    """The ComponentKinds marker inside ``annotation`` (through Annotated and Optional)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        inner, *metadata = typing.get_args(annotation)
+        marked = [m.kinds for m in metadata if isinstance(m, ComponentKinds)]
+        return marked[0] if marked else _kinds(inner)
+    if origin is Union or str(origin) == "types.UnionType":
+        found = [_kinds(m) for m in typing.get_args(annotation) if m is not type(None)]
+        return found[0] if len(found) == 1 else ()
+    return ()
+
+
+def _model_at(annotation: Any, path: tuple[Any, ...], data: Any, unwrap_last: bool = True) -> Any:
+    """The model at ``path`` (or, without ``unwrap_last``, the annotation of the field there)."""
+    if not path and not unwrap_last:
+        return annotation
     annotation, data = _choose(annotation, data)
     if not path:
         return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
@@ -30,12 +56,12 @@ def _model_at(annotation: Any, path: tuple[Any, ...], data: Any) -> type[BaseMod
             return None
         # pydantic keeps a field's Annotated metadata (our shorthand validators) apart from its type.
         typ = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        return _model_at(typ, rest, sub)
+        return _model_at(typ, rest, sub, unwrap_last)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is dict:
-        return _model_at(args[1], rest, sub)
+        return _model_at(args[1], rest, sub, unwrap_last)
     if origin is list:
-        return _model_at(args[0], rest, sub)
+        return _model_at(args[0], rest, sub, unwrap_last)
     return None
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import models as spec_models
-from .key_paths import allowed_keys
+from .key_paths import allowed_keys, kinds_at
+from .sections import stage_tag
 from ..errors import KeyPath, Problem, did_you_mean, dotted
 from .reader import Document
 
@@ -54,7 +54,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[KeyPath, KeyPath]:
 def _tags(node: dict[Any, Any], path: KeyPath) -> set[Any]:
     """The union tags that select ``node``'s model: its discriminator values (stages: the implied type)."""
     if len(path) == 2 and path[0] == "stages":
-        return {spec_models.stage_tag(node)}
+        return {stage_tag(node)}
     return {node.get(k) for k in ("kind", "name", "method")} - {None}
 
 
@@ -91,14 +91,16 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
 
 
 def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem:
-    ctx = error.get("ctx") or {}
-    what = _section_kind(path)
-    key = str(ctx.get("discriminator", "")).strip("'")
-    if not key.isidentifier():  # a callable discriminator, e.g. 'stage_tag()': name the key users write
-        key = {"stage type": "type", "learner kind": "kind", "hypergradient method": "method"}.get(what, "name")
-    expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
-    if not expected:
-        expected = _known_for(path)
+    from sgl import registry
+
+    kinds = kinds_at(path, doc.data)
+    if kinds:  # a section that names a component: the registry's table says how
+        what, key = registry.KINDS[kinds[0]].noun, registry.KINDS[kinds[0]].key
+        expected = [n for kind in kinds for n in registry.names(kind)]
+    elif path[:1] == ("stages",):
+        what, key, expected = "stage type", "type", ["train", "derive", "evaluate"]
+    else:
+        what, key, expected = "value", "name", []
     section = dotted(path)
     # What the union saw: the value after shorthands (`learner: darts` means `{kind: darts}`).
     node: Any = error.get("input")
@@ -106,14 +108,10 @@ def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem
         node = doc.data
         for p in path:
             node = node[p]
-    if what == "stage type":
+    if what == "stage type" and isinstance(node, dict) and str(stage_tag(node)).startswith("evaluate:"):
         # Stage members are tagged train / derive / evaluate:<protocol>: speak of the key users wrote.
-        from sgl import registry
-
-        if isinstance(node, dict) and str(spec_models.stage_tag(node)).startswith("evaluate:"):
-            what, key, expected = "evaluation protocol", "protocol", registry.names("protocol")
-        else:
-            expected = ["train", "derive", "evaluate"]
+        protocol = registry.KINDS["protocol"]
+        what, key, expected = protocol.noun, protocol.key, registry.names("protocol")
     if isinstance(node, dict) and key in node:
         tag = node[key]
         known = ", ".join(sorted(expected))
@@ -125,25 +123,3 @@ def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem
     if not isinstance(node, dict):
         return Problem(doc.pos(path), section, f"expected a mapping with '{key}' (one of: {', '.join(sorted(expected))})")
     return Problem(doc.pos(path), section, f"missing '{key}' (one of: {', '.join(sorted(expected))})")
-
-
-def _known_for(path: KeyPath) -> list[str]:
-    from sgl import registry
-
-    kinds = {"learner kind": ("search_space", "model"), "dataset": ("dataset",), "optimizer": ("optimizer",),
-             "scheduler": ("scheduler",), "pseudo-labeler": ("pseudo_labeler",),
-             "hypergradient method": ("hypergradient",), "stage type": ()}
-    if _section_kind(path) == "stage type":
-        return ["train", "derive", "evaluate"]
-    return [n for kind in kinds.get(_section_kind(path), ()) for n in registry.names(kind)]
-
-
-def _section_kind(path: KeyPath) -> str:
-    if path[:1] == ("learners",):
-        return "learner kind"
-    names = {"dataset": "dataset", "weights": "optimizer", "arch": "optimizer", "optimizer": "optimizer",
-             "schedule": "scheduler", "pseudo_labels": "pseudo-labeler", "hypergradient": "hypergradient method"}
-    for part in reversed(path):
-        if part in names:
-            return names[part]
-    return "stage type" if path[:1] == ("stages",) else "value"

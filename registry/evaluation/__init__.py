@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..spaces.genotype import Genotype
+    from ..architecture import Architecture
     from ..task import Task
 
 
@@ -47,7 +47,7 @@ class EvaluationProtocol(ComponentConfig):
         """Keyword arguments for the dataset's ``build`` (e.g. cutout)."""
         return {}
 
-    def network_info(self, genotype: Genotype, task: Task) -> dict[str, Any]:
+    def network_info(self, architecture: Architecture, task: Task) -> dict[str, Any]:
         """Plain data that rebuilds the network (saved with the trained weights)."""
         raise NotImplementedError
 
@@ -86,11 +86,9 @@ class GenotypeProtocol(EvaluationProtocol):
     def data_options(self) -> dict[str, Any]:
         return {"cutout": self.cutout}
 
-    def network_info(self, genotype: Genotype, task: Task) -> dict[str, Any]:
-        from .genotype_training import genotype_network_info
-
-        return genotype_network_info(genotype, task, channels=self.channels, layers=self.layers,
-                                     auxiliary=self.auxiliary_weight > 0, drop_path=self.drop_path, variant=self.variant)
+    def network_info(self, architecture: Architecture, task: Task) -> dict[str, Any]:
+        return architecture.network_info(task, channels=self.channels, layers=self.layers,
+                                         auxiliary=self.auxiliary_weight > 0, drop_path=self.drop_path, variant=self.variant)
 
     def begin_epoch(self, net: nn.Module, epoch: int) -> dict[str, float]:
         net.drop_path_prob = self.drop_path * epoch / self.epochs  # DARTS: a linear ramp from 0

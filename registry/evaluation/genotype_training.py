@@ -14,21 +14,6 @@ from ..spaces.genotype import Genotype
 from ..task import Task
 
 
-def genotype_network_info(genotype: Genotype, task: Task, *, channels: int, layers: int, auxiliary: bool,
-                          drop_path: float, variant: str) -> dict[str, Any]:
-    """Everything needed to rebuild the evaluated network (plain data: loads with weights_only)."""
-    return {
-        "type": "genotype_network",
-        "genotype": genotype.to_json(),
-        "channels": int(channels),
-        "layers": int(layers),
-        "auxiliary": bool(auxiliary),
-        "drop_path": float(drop_path),
-        "variant": str(variant),
-        "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
-    }
-
-
 def build_genotype_network_from_info(info: dict[str, Any]) -> nn.Module:
     return genotype_network(
         Genotype.from_json(info["genotype"]),

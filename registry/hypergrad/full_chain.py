@@ -1,7 +1,7 @@
 """darts_unrolled plus the path through the pseudo-labels: A_j → W_j' → q_j → V_k' → L_val,k.
 
 docs/hypergradients.md §3 derives it. In short, for a target j and every learner k that learns
-from j (searchable or fixed: every validation loss of the group counts, DESIGN §1 stage 3):
+from j (searchable or fixed: every validation loss of the group counts, the paper's stage 3):
 
 ``c_kj = (∂V_k'/∂q_j)ᵀ ∇_{V'} L_val,k = −∇_{q_j}(∇_V L2_k · u_k)`` comes out of the same mixed
 product that gives DARTS' term (the labels are one more input of it: no extra pass), and then

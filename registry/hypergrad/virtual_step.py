@@ -1,6 +1,6 @@
 """Pure helpers of the second-order architecture gradients (derivation: docs/hypergradients.md).
 
-One A-step looks one iteration ahead, as DESIGN §1 orders it (A, W, PL, V):
+One A-step looks one iteration ahead, in the order of an SGL iteration (A, W, PL, V):
 
 - every *labeler* j takes a virtual W step ``W_j' = W_j − ξ_W(μ·m + ∇_W CE(W_j(x_tr), y_tr) + wd·W_j)``
   and labels the unlabeled batch: ``q_j = label(W_j'(x_u))``;
@@ -125,7 +125,7 @@ class SgdStep:
     PyTorch's SGD: ``d = g + wd·p``; with momentum ``b = μ·m + (1−τ)·d`` (``b = d`` before the first
     step), ``d = d + μ·b`` if Nesterov else ``b``; ``p ← p − lr·d``. Written as
     ``p' = p − s·(g + wd·p) − shift`` with ``s = lr·c``: for plain momentum with a buffer,
-    ``p' = p − ξ(μ·m + g + wd·p)``, DESIGN §1's formula. ``s`` is ∂p'/∂g, the factor the chain rule needs.
+    ``p' = p − ξ(μ·m + g + wd·p)``, DARTS' virtual step (docs/hypergradients.md). ``s`` is ∂p'/∂g, the factor the chain rule needs.
     Gradient clipping (the executor's clip-norm) is not modelled, as in DARTS.
     """
 

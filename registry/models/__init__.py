@@ -6,11 +6,11 @@ A built model is an ``nn.Module`` whose ``forward(x)`` returns logits.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 
-from ..core import MAX_CHANNELS, MAX_LAYERS, ComponentConfig, PathText, register
+from ..core import MAX_CHANNELS, MAX_LAYERS, LearnerConfig, PathText, register
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,8 +30,8 @@ def _non_finite(value: Any, where: str) -> str | None:
     return None
 
 
-class ModelConfig(ComponentConfig):
-    searchable: ClassVar[bool] = False
+class ModelConfig(LearnerConfig):
+    """Base of fixed learners: ``build(task)`` makes the network."""
 
     def build(self, task: Task) -> nn.Module:
         raise NotImplementedError

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spaces.genotype import Genotype, resolve_genotype
+from ..architecture import resolve_architecture
+from ..spaces.genotype import Genotype
 from ..spaces.ops import OPS, FactorizedReduce, Identity, ReLUConvBN, imagenet_stems
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ def build_genotype_network(
 ) -> NetworkCIFAR | NetworkImageNet:
     """The network of ``cfg`` for ``task``; ``base_dir`` resolves a relative genotype file."""
     return genotype_network(
-        resolve_genotype(cfg.genotype, base_dir),
+        resolve_architecture(cfg.genotype, base_dir),
         task,
         channels=cfg.channels,
         layers=cfg.layers,

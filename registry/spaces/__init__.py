@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from ..core import MAX_CHANNELS, MAX_LAYERS, ComponentConfig, register
+from ..core import MAX_CHANNELS, MAX_LAYERS, ComponentConfig, LearnerConfig, register
 from .genotype import DEFAULT_PRIMITIVES
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DARTS_PRIMITIVES: tuple[str, ...] = DEFAULT_PRIMITIVES
 
 
-class SearchSpaceConfig(ComponentConfig):
+class SearchSpaceConfig(LearnerConfig):
     """Common fields of DARTS-family search spaces."""
 
     channels: PositiveInt = Field(
@@ -61,10 +61,6 @@ class SearchSpaceConfig(ComponentConfig):
 
     def build(self, task: Task) -> SearchSpace:
         raise NotImplementedError
-
-    def growing_phases(self) -> int:
-        """Phases in which the space grows (P-DARTS); each needs its own stage(s) in the spec."""
-        return 1
 
     def activation_bytes(self, task: Task, batch: int) -> int:
         """About how much memory one training pass of a batch keeps for its backward (float32):
@@ -110,11 +106,11 @@ class SearchSpaceConfig(ComponentConfig):
         return names[:edges]
 
     @classmethod
-    def draw(cls, genotype: Genotype, out_dir: str | Path, stem: str) -> list[Path]:
-        """Cell diagrams ``<stem>_<cell>.{dot,png,svg}`` under ``out_dir``; returns the files written."""
-        from .diagram import write_cell_diagrams
+    def load_architecture(cls, data: dict) -> Genotype:
+        """The architecture of this space from its JSON (``to_json``): a DARTS genotype."""
+        from .genotype import Genotype
 
-        return write_cell_diagrams(genotype, out_dir, stem)
+        return Genotype.from_json(data)
 
 
 #: Floats kept for the backward per edge, channel and pixel over DARTS' 8 candidate ops (calibrated).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .genotype import Genotype
+from ..architecture import Architecture
 
 
 class SearchSpace(nn.Module):
@@ -28,7 +28,7 @@ class SearchSpace(nn.Module):
         a faster implementation of the same math where the space has one (the same weights)."""
         raise NotImplementedError
 
-    def genotype(self) -> Genotype:
+    def architecture(self) -> Architecture:
         """The discrete architecture derived from the current weights."""
         raise NotImplementedError
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .darts import DartsNetwork
+from .supernet import DartsNetwork
 from .fused_cell import FusedCell
 from .fused_ops import DepthwiseRows, PlainRef, RowBatchNorm, Rows
 from .fused_plan import CellPlan, build_plan

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .darts import Cell, SkipDropout
+from .supernet import Cell, SkipDropout
 from .fused_ops import (
     ChainRows,
     FactorizedReduceRows,

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 
 from torch import nn
 
-from .darts import Cell, MixedOp
-from .pc_darts import PartialMixedOp
+from .supernet import Cell, MixedOp
+from .partial import PartialMixedOp
 
 NONE = "none"
 

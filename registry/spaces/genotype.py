@@ -1,4 +1,4 @@
-"""Discrete architectures (genotypes): the published ones, JSON files, and the DARTS derivation rule.
+"""The DARTS genotype, the architecture of DARTS-family search spaces, and the DARTS derivation rule.
 
 This module imports no torch, so the engine can read and report genotypes without paying for it;
 ``derive_genotype`` accepts tensors all the same (anything with ``tolist``).
@@ -116,6 +116,39 @@ class Genotype:
             space=data.get("space", "darts"),
         )
 
+    def describe(self) -> str:
+        """One line: each cell's nodes as ``op(input)`` pairs."""
+        def cell(gene: Gene) -> str:
+            pairs = [f"{op}({i})" for op, i in gene]
+            return " ".join("+".join(pairs[n : n + 2]) for n in range(0, len(pairs), 2))
+
+        return f"normal {cell(self.normal)} | reduce {cell(self.reduce)}"
+
+    def operations(self) -> tuple[str, ...]:
+        """The candidate operations its cells chose among (the columns of the search's weights)."""
+        return self.primitives
+
+    def draw(self, out_dir: str | Path, stem: str) -> list[Path]:
+        """Cell diagrams ``<stem>_<cell>.{dot,png,svg}`` under ``out_dir``; returns the files written."""
+        from .diagram import write_cell_diagrams
+
+        return write_cell_diagrams(self, out_dir, stem)
+
+    def network_info(self, task: Any, *, channels: int, layers: int, auxiliary: bool, drop_path: float,
+                     variant: str) -> dict[str, Any]:
+        """Plain data that rebuilds its discrete network (``registry.evaluation.build_network``): the
+        DARTS network of ``layers`` cells stacked from this genotype's cells (loads with weights_only)."""
+        return {
+            "type": "genotype_network",
+            "genotype": self.to_json(),
+            "channels": int(channels),
+            "layers": int(layers),
+            "auxiliary": bool(auxiliary),
+            "drop_path": float(drop_path),
+            "variant": str(variant),
+            "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
+        }
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,99 +158,6 @@ class Genotype:
     @classmethod
     def load(cls, path: str | Path) -> Genotype:
         return cls.from_json(json.loads(Path(path).read_text()))
-
-
-# --- the published genotypes ---------------------------------------------------------------
-
-_CONCAT = (2, 3, 4, 5)
-
-#: DARTS (first order), Liu et al. 2019, quark0/darts cnn/genotypes.py.
-DARTS_V1 = Genotype(
-    normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
-            ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
-    normal_concat=_CONCAT,
-    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
-            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
-    reduce_concat=_CONCAT,
-    space="darts",
-)
-
-#: DARTS (second order): the paper's CIFAR-10 cell (3.3M parameters at 20 cells, 36 channels).
-DARTS_V2 = Genotype(
-    normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
-    normal_concat=_CONCAT,
-    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
-    reduce_concat=_CONCAT,
-    space="darts",
-)
-
-#: PC-DARTS' CIFAR-10 cell, Xu et al. 2020, yuhuixu1993/PC-DARTS genotypes.py (``PCDARTS``).
-PC_DARTS = Genotype(
-    normal=[("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("dil_conv_3x3", 1),
-            ("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
-    normal_concat=_CONCAT,
-    reduce=[("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2),
-            ("sep_conv_3x3", 0), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)],
-    reduce_concat=_CONCAT,
-    space="pc_darts",
-)
-
-#: P-DARTS' CIFAR-10 cell, Chen et al. 2019, chenxin061/pdarts genotypes.py.
-PDARTS = Genotype(
-    normal=[("skip_connect", 0), ("dil_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 0), ("dil_conv_5x5", 4)],
-    normal_concat=_CONCAT,
-    reduce=[("avg_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("dil_conv_5x5", 2),
-            ("max_pool_3x3", 0), ("dil_conv_3x3", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 3)],
-    reduce_concat=_CONCAT,
-    space="p_darts",
-)
-
-#: PC-DARTS' cell searched directly on ImageNet: ``PC_DARTS_image`` in yuhuixu1993/PC-DARTS
-#: genotypes.py:79 (commit 283b086); their README reports 24.2% top-1 / 7.3% top-5 error, 597M FLOPs.
-PC_DARTS_IMAGENET = Genotype(
-    normal=[("skip_connect", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 0), ("skip_connect", 1),
-            ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("dil_conv_5x5", 4)],
-    normal_concat=_CONCAT,
-    reduce=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2), ("max_pool_3x3", 1),
-            ("sep_conv_3x3", 2), ("sep_conv_3x3", 1), ("sep_conv_5x5", 0), ("sep_conv_3x3", 3)],
-    reduce_concat=_CONCAT,
-    space="pc_darts",
-)
-
-GENOTYPES: dict[str, Genotype] = {
-    "DARTS_V1": DARTS_V1,
-    "DARTS_V2": DARTS_V2,
-    "PC_DARTS": PC_DARTS,
-    "PDARTS": PDARTS,
-    "PC_DARTS_IMAGENET": PC_DARTS_IMAGENET,
-}
-
-
-def resolve_genotype(name_or_path: str | Path | Genotype, base_dir: str | Path | None = None) -> Genotype:
-    """A named genotype (``GENOTYPES``) first, else a genotype JSON file.
-
-    A relative path is looked up under ``base_dir`` (e.g. the spec's folder) when given.
-    """
-    if isinstance(name_or_path, Genotype):
-        return name_or_path
-    key = str(name_or_path)
-    if key in GENOTYPES:
-        return GENOTYPES[key]
-    path = Path(key).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if path.is_file():
-        try:
-            return Genotype.load(path)
-        except (ValueError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a valid genotype file: {err}") from err
-    raise ValueError(
-        f"genotype {key!r} is neither a named genotype ({', '.join(GENOTYPES)}) nor an existing file"
-        + (f" (looked for {path})" if path.as_posix() != key else "")
-    )
 
 
 # --- derivation -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ each edge's strongest ops by the current softmax(α) and carries their α values
 the parameter-free skip-connect fights its tendency to win early; and the final genotype allows at
 most ``max_skip_connect`` skip-connects in the normal cell (``limit_skip_connect``).
 
-The cells and the network are DARTS' (``darts.DartsNetwork``); only the ops on each edge differ.
+The cells and the network are DARTS' (``supernet.DartsNetwork``); only the ops on each edge differ.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
-from .darts import DartsSpace, MixedOp, SkipDropout
+from .darts import DartsSpace
+from .supernet import MixedOp, SkipDropout
 from .genotype import Genotype, derive_genotype, num_edges
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class PDartsSpace(DartsSpace):
             out[kind] = torch.zeros(w.shape[0], len(self.primitives), dtype=w.dtype).scatter_(1, kept.cpu(), w)
         return out
 
-    def genotype(self) -> Genotype:
+    def architecture(self) -> Genotype:
         ops = self.op_weights()
         normal = limit_skip_connect(ops["normal"].tolist(), self.primitives, self.cfg.nodes, self.max_skip_connect)
         return derive_genotype(normal, ops["reduce"], self.primitives, self.cfg.nodes, space=self.space_name)

@@ -4,7 +4,7 @@ Only 1/K of each edge's input channels go through the candidate ops (K times les
 compute in the mixed ops); the rest bypass them and a channel shuffle mixes the two parts so the
 next edge samples different channels. Because sampling makes the op choice noisy, each node also
 weighs its incoming edges by softmax(β), and the genotype ranks edges by op weight × edge weight.
-The cells and the network are DARTS' (``darts.DartsNetwork``); only the edge module differs.
+The cells and the network are DARTS' (``supernet.DartsNetwork``); only the edge module differs.
 """
 
 from __future__ import annotations
@@ -12,45 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 import torch
-import torch.nn.functional as F
+
 from torch import nn
 
-from .darts import DartsSpace, MixedOp
+from .darts import DartsSpace
+from .partial import PartialMixedOp, node_softmax
 from .genotype import num_edges
 
 if TYPE_CHECKING:
     from ..task import Task
     from . import PCDartsConfig
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` equal channel blocks: channel ``g·n + i`` moves to ``i·groups + g``."""
-    batch, channels, height, width = x.shape
-    return x.view(batch, groups, channels // groups, height, width).transpose(1, 2).reshape(batch, channels, height, width)
-
-
-def node_softmax(betas: torch.Tensor, nodes: int) -> torch.Tensor:
-    """Softmax of the per-edge β over each node's incoming edges (node i has i + 2), concatenated."""
-    sizes = [node + 2 for node in range(nodes)]
-    return torch.cat([F.softmax(chunk, dim=-1) for chunk in torch.split(betas, sizes)])
-
-
-class PartialMixedOp(nn.Module):
-    """The mixed op on the first C/K channels; the others bypass it (max-pooled where the edge strides)."""
-
-    def __init__(self, C: int, stride: int, primitives: Sequence[str], k: int) -> None:
-        super().__init__()
-        if C % k:
-            raise ValueError(f"{C} channels cannot be split into {k} parts")
-        self.k = k
-        self.mixed = MixedOp(C // k, stride, primitives)
-        # ceil_mode: the bypass must have the ops' ceil(H/2) rows on odd sizes too.
-        self.bypass: nn.Module = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        part = x.shape[1] // self.k
-        out = torch.cat([self.mixed(x[:, :part], weights), self.bypass(x[:, part:])], dim=1)
-        return channel_shuffle(out, self.k)
 
 
 class PCDartsSpace(DartsSpace):

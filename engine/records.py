@@ -8,8 +8,9 @@ Three kinds of line (docs/run-directory.md):
   learning rates, and the architecture's entropy per cell type;
 - ``eval_epoch``: per epoch of an evaluation stage.
 
-Search lines carry the stage's name under ``phase`` (the file's original key, kept so runs written
-by earlier versions read the same); evaluation lines carry it under ``stage``.
+Both name their stage: evaluation lines under ``stage``, search lines under ``phase`` — the key the
+file had before stages were called stages, kept so that every run directory reads alike (and
+distinct from a growing phase, which no line records).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ EPOCH = "epoch"
 EVAL_EPOCH = "eval_epoch"
 
 KIND = "kind"
-STAGE_OF_SEARCH = "phase"  # the stage name in iter/epoch lines
-STAGE_OF_EVAL = "stage"    # the stage name in eval_epoch lines
+SEARCH_STAGE = "phase"     # the stage name in iter/epoch lines (see above)
+EVAL_STAGE = "stage"       # the stage name in eval_epoch lines
 EPOCH_INDEX = "epoch"      # 0-based; global over search stages, per stage for evaluations
 STEP = "step"              # global iteration (iter lines)
 LEARNER = "learner"
@@ -78,7 +79,6 @@ EVAL_TRAIN_LOSS = "train/loss"
 EVAL_TRAIN_ACC = "train/acc"
 EVAL_TEST_ACC = "test/acc"
 EVAL_LR = "lr"
-EVAL_DROP_PATH = "drop_path_prob"
 
 
 def of_kind(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
