@@ -1,4 +1,8 @@
-"""Shared test helpers: write spec files, find positions in them, collect spec problems."""
+"""Shared test helpers: build and write spec files, find positions in them, collect spec problems.
+
+Tests describe a spec as Python data over a small base (``make_spec``), or, where the position of a
+character matters, as YAML text (``spec_file``).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +67,60 @@ def problems(path: Path, overrides: tuple[str, ...] = (), *, plan: bool = True) 
     except SpecError as exc:
         return [str(p) for p in exc.problems]
     return []
+
+
+#: Learners small enough for a test run on digits (one thread, a second or two per epoch).
+DARTS = {"kind": "darts", "channels": 4, "layers": 3, "nodes": 2}
+PC_DARTS = {"kind": "pc_darts", "channels": 4, "layers": 3, "nodes": 2, "partial_channels": 2}
+FIXED = {"kind": "genotype", "genotype": "DARTS_V2", "channels": 4, "layers": 2}
+#: Stages of a short SGL search: a warm-up epoch, a search epoch, then the genotypes.
+SEARCH = [{"name": "warmup", "epochs": 1, "steps": ["W"]}, {"name": "search", "epochs": 1, "steps": ["A", "W", "PL", "V"]},
+          {"name": "derive"}]
+
+#: The base of ``make_spec``: two DARTS learners on a tenth of digits, on the CPU.
+BASE_SPEC: dict = {
+    "name": "test",
+    "seed": 1,
+    "data": {"dataset": "digits", "batch_size": 16, "split": {"train": 0.1, "val": 0.1}},
+    "learners": {"alice": DARTS, "bob": DARTS},
+    "stages": SEARCH,
+    "run": {"cpu": True, "log_every": 4},
+}
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``over`` deep-merged into ``base`` as ``extends:`` merges (maps merge, anything else replaces;
+    a value ``None`` deletes the key)."""
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_spec(path: Path, base: dict | None = None, **sections) -> Path:
+    """Write ``base`` (``BASE_SPEC``) with ``sections`` merged over it to ``path`` as YAML."""
+    from ruamel.yaml import YAML
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = None
+    yaml.sort_base_mapping_type_on_output = False
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.dump(merged(BASE_SPEC if base is None else base, sections), handle)
+    return path
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path):
+    """``make_spec(name="spec.yaml", base=None, **sections)``: a spec file in this test's tmp_path,
+    ``BASE_SPEC`` (or ``base``) with the given sections merged over it, e.g.
+    ``make_spec(learners={"alice": DARTS}, stages=[...], data={"batch_size": 32})``."""
+    return lambda name="spec.yaml", base=None, **sections: build_spec(tmp_path / name, base, **sections)
 
 
 @pytest.fixture
