@@ -141,7 +141,10 @@ def test_ties_within_one_edge(max_skip: int) -> None:
 # --- ties between two inputs of a node ----------------------------------------------------------
 
 # Every edge keeps none, skip_connect, sep_conv_5x5 for the last phase (its α are the third string).
-KEEP_NONE_SKIP_SEP5 = [(["30021111"] * EDGES, reverse(["30021111"] * EDGES)), (["22100"] * EDGES, reverse(["22100"] * EDGES))]
+KEEP_NONE_SKIP_SEP5 = [
+    (["30021111"] * EDGES, reverse(["30021111"] * EDGES)),
+    (["22100"] * EDGES, reverse(["22100"] * EDGES)),
+]
 BETWEEN_INPUTS = ["020", "002", "011", "011", "011", "020", "002", "011", "020", "000", "200", "011", "002", "101"]
 BETWEEN_INPUTS_CELLS = {
     0: cell("sep5 0, sep5 1 | sep5 1, sep5 2 | sep5 1, sep5 2 | sep5 3, sep5 4"),
@@ -163,7 +166,10 @@ def test_ties_between_inputs(max_skip: int) -> None:
 
 # --- the skip-connect limit, 0 … 8 --------------------------------------------------------------
 
-KEEP_NONE_MAX_SKIP = [(["32021111"] * EDGES, reverse(["32021111"] * EDGES)), (["11100"] * EDGES, reverse(["11100"] * EDGES))]
+KEEP_NONE_MAX_SKIP = [
+    (["32021111"] * EDGES, reverse(["32021111"] * EDGES)),
+    (["11100"] * EDGES, reverse(["11100"] * EDGES)),
+]
 
 # All equal: skip_connect (the later of equal max_pool and skip) on the last two inputs of every
 # node; the limit removes them from the lowest edge up, and max_pool takes each place at the

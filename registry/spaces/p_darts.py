@@ -79,7 +79,9 @@ def derive_cell(weights: Sequence[Sequence[float]], names: Sequence[Sequence[str
     """
     expected = num_edges(nodes)
     if len(weights) != expected or len(names) != expected:
-        raise ValueError(f"{nodes} nodes have {expected} edges, got {len(weights)} weight rows and {len(names)} op lists")
+        raise ValueError(
+            f"{nodes} nodes have {expected} edges, got {len(weights)} weight rows and {len(names)} op lists"
+        )
     gene: list[tuple[str, int]] = []
     for node in range(nodes):
         first = num_edges(node)
