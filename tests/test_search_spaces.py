@@ -206,7 +206,7 @@ def test_prune_ops_keeps_the_strongest_and_never_none_alone() -> None:
     names = [["none", "skip_connect", "sep_conv_3x3"]] * 3
     weights = [[0.5, 0.2, 0.3], [0.1, 0.6, 0.3], [0.2, 0.4, 0.4]]
     assert prune_ops(weights, names, 2) == [[0, 2], [1, 2], [1, 2]]  # `none` competes normally
-    assert prune_ops(weights, names, 1) == [[2], [1], [1]]  # ...but never survives alone; ties: lower column
+    assert prune_ops(weights, names, 1) == [[2], [1], [2]]  # ...but never survives alone; ties: later column (#23)
 
 
 def test_enter_phase_prunes_by_alpha_and_carries_values() -> None:
@@ -252,10 +252,11 @@ def test_enter_phase_prunes_by_alpha_and_carries_values() -> None:
     assert net.cells[0].edges[2].primitives == ("max_pool_3x3", "skip_connect", "sep_conv_5x5", "dil_conv_5x5")
     assert net(torch.randn(2, 1, 8, 8), space()).shape == (2, 10)
 
-    # Last phase (one op): edge 0's strongest is `none`, so its best real op stays instead.
+    # Last phase (one op): edge 0's strongest is `none`, so its best real op stays instead; edge 4's
+    # four equal α keep the last, as P-DARTS' get_min_k does (#23).
     space.enter_phase(2)
     assert [ops for ops in space.kept_ops("normal")] == [
-        ["max_pool_3x3"], ["dil_conv_5x5"], ["max_pool_3x3"], ["dil_conv_5x5"], ["sep_conv_3x3"]
+        ["max_pool_3x3"], ["dil_conv_5x5"], ["max_pool_3x3"], ["dil_conv_5x5"], ["dil_conv_5x5"]
     ]
     assert space.alphas_normal.tolist() == [[6.0], [7.0], [9.0], [4.0], [2.0]]
     assert len(space.new_network().cells) == 5

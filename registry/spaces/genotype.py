@@ -198,7 +198,7 @@ def _derive_cell(
     expected = num_edges(nodes)
     if len(rows) != expected:
         raise ValueError(f"{name}: {nodes} nodes have {expected} edges, got weights for {len(rows)}")
-    per_edge = _per_edge_primitives(primitives, expected)
+    per_edge = per_edge_primitives(primitives, expected)
     for e, (row, ops) in enumerate(zip(rows, per_edge)):
         if len(row) != len(ops):
             raise ValueError(f"{name}: edge {e} has {len(ops)} operations but {len(row)} weights")
@@ -225,7 +225,8 @@ def _derive_cell(
     return tuple(gene)
 
 
-def _per_edge_primitives(primitives: Sequence[str] | Sequence[Sequence[str]], edges: int) -> list[tuple[str, ...]]:
+def per_edge_primitives(primitives: Sequence[str] | Sequence[Sequence[str]], edges: int) -> list[tuple[str, ...]]:
+    """One tuple of op names per edge, from one list for all edges or a list per edge."""
     if primitives and isinstance(primitives[0], str):
         return [tuple(primitives)] * edges  # type: ignore[arg-type]
     lists = [tuple(p) for p in primitives]
@@ -263,6 +264,14 @@ def derive_genotype(
     """
     normal = _derive_cell(weights_normal, primitives, nodes, edge_weights_normal, "normal")
     reduce = _derive_cell(weights_reduce, primitives, nodes, edge_weights_reduce, "reduce")
-    names = _union(_per_edge_primitives(primitives, num_edges(nodes)))
+    return assemble_genotype(normal, reduce, primitives, nodes, space)
+
+
+def assemble_genotype(
+    normal: Gene, reduce: Gene, primitives: Sequence[str] | Sequence[Sequence[str]], nodes: int, space: str
+) -> Genotype:
+    """The genotype of two derived cells: every node's output concatenated, ``primitives`` (or
+    their union over edges) in the reference order, so genotypes of any rule compare equal."""
+    names = _union(per_edge_primitives(primitives, num_edges(nodes)))
     concat = tuple(range(2, 2 + nodes))
     return Genotype(normal, concat, reduce, concat, primitives=names, space=space)

@@ -7,20 +7,24 @@ the parameter-free skip-connect fights its tendency to win early; and the final 
 most ``max_skip_connect`` skip-connects in the normal cell (``limit_skip_connect``).
 
 The cells and the network are DARTS' (``supernet.DartsNetwork``); only the ops on each edge differ.
+The final cell follows P-DARTS' own rule (``derive_cell``), not DARTS': the same cell but where
+weights are exactly equal, and a node's two inputs are listed in index order. Ties everywhere
+(pruning, the final op and inputs, the skip-connect limit) fall as in chenxin061/pdarts at b880e87.
 """
 
 from __future__ import annotations
 
 import math
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
+from . import CELL_TYPES
 from .darts import DartsSpace
+from .genotype import Gene, Genotype, assemble_genotype, num_edges, per_edge_primitives
 from .supernet import MixedOp, SkipDropout
-from .genotype import Genotype, derive_genotype, num_edges
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -30,16 +34,24 @@ NONE = "none"
 SKIP = "skip_connect"
 
 
-def prune_ops(weights: Sequence[Sequence[float]], names: Sequence[Sequence[str]], keep: int) -> list[list[int]]:
-    """Per edge, the columns of its ``keep`` largest weights, in ascending column order.
+def _last_strongest(row: Sequence[float], columns: Iterable[int]) -> int:
+    # P-DARTS drops an edge's weakest ops one at a time with np.argmin, which finds the *first* of
+    # equal minima (get_min_k, get_min_k_no_zero: train_search.py:363-389 at b880e87); so of equal
+    # weights the later column is the one that survives.
+    return max(columns, key=lambda c: (row[c], c))
 
-    As in the reference, ``none`` competes like any other op; but an edge is never left with
-    ``none`` alone (possible only when ``keep`` is 1), since the genotype needs a real op on every
-    edge: the strongest other op takes its place. Equal weights favour the lower column.
+
+def prune_ops(weights: Sequence[Sequence[float]], names: Sequence[Sequence[str]], keep: int) -> list[list[int]]:
+    """Per edge, the columns of its ``keep`` largest weights (softmax(α)), in ascending column order.
+
+    As in the reference (``get_min_k``), ``none`` competes like any other op, and of equal weights
+    the later column stays. An edge is never left with ``none`` alone (possible only when ``keep``
+    is 1), since the genotype needs a real op on every edge: the strongest other op takes its
+    place, the one P-DARTS' last pruning (``get_min_k_no_zero``, which drops ``none`` first) keeps.
     """
     kept: list[list[int]] = []
     for row, ops in zip(weights, names):
-        order = sorted(range(len(row)), key=lambda c: (-row[c], c))
+        order = sorted(range(len(row)), key=lambda c: (row[c], c), reverse=True)
         top = order[:keep]
         if all(ops[c] == NONE for c in top):
             real = [c for c in order if ops[c] != NONE]
@@ -49,40 +61,87 @@ def prune_ops(weights: Sequence[Sequence[float]], names: Sequence[Sequence[str]]
     return kept
 
 
-def _darts_cell(weights: list[list[float]], primitives: Sequence[str], nodes: int) -> tuple[tuple[str, int], ...]:
-    # The DARTS rule for one cell; derive_genotype derives two, so give it the same cell twice.
-    return derive_genotype(weights, weights, primitives, nodes, space="p_darts").normal
+def edge_op(row: Sequence[float], ops: Sequence[str]) -> int | None:
+    """Column of the op an edge keeps in the final cell (None if it has only ``none``).
+
+    The strongest op but ``none``, the later of equal ones: P-DARTS' last pruning removes ``none``
+    outright and then the first minimum until one op is left (``get_min_k_no_zero``,
+    train_search.py:372-389; again in ``keep_1_on``, :429-439).
+    """
+    real = [c for c, op in enumerate(ops) if op != NONE]
+    return _last_strongest(row, real) if real else None
+
+
+def derive_cell(weights: Sequence[Sequence[float]], names: Sequence[Sequence[str]], nodes: int) -> Gene:
+    """P-DARTS' final cell from op weights ``[edges, ops]`` whose columns ``names[edge]`` names.
+
+    Per edge its ``edge_op``; per node the two inputs whose op weighs most. Listed per node in
+    input order, as ``parse_network`` (train_search.py:335-350) walks the kept edges.
+    """
+    expected = num_edges(nodes)
+    if len(weights) != expected or len(names) != expected:
+        raise ValueError(
+            f"{nodes} nodes have {expected} edges, got {len(weights)} weight rows and {len(names)} op lists"
+        )
+    gene: list[tuple[str, int]] = []
+    for node in range(nodes):
+        first = num_edges(node)
+        inputs = node + 2
+        chosen: list[tuple[float, str]] = []  # per input state: (strength, op)
+        for state in range(inputs):
+            row, ops = weights[first + state], names[first + state]
+            if len(row) != len(ops):
+                raise ValueError(f"edge {first + state} has {len(ops)} operations but {len(row)} weights")
+            col = edge_op(row, ops)
+            if col is None:
+                raise ValueError(f"edge {first + state} has no operation other than 'none'")
+            chosen.append((float(row[col]), ops[col]))
+        # As train_search.py:228-233 and keep_2_branches (:441-456): a stable ascending sort whose
+        # last two are kept, so of equally strong inputs the later one.
+        strongest = sorted(range(inputs), key=lambda s: chosen[s][0])[-2:]
+        gene.extend((chosen[s][1], s) for s in sorted(strongest))
+    return tuple(gene)
+
+
+def _replaceable(row: Sequence[float], ops: Sequence[str]) -> bool:
+    # Whether zeroing the edge's skip-connect lets another op take its place.
+    zeroed = list(row)
+    zeroed[list(ops).index(SKIP)] = 0.0
+    col = edge_op(zeroed, ops)
+    return col is not None and ops[col] != SKIP
 
 
 def limit_skip_connect(
-    weights: Sequence[Sequence[float]], primitives: Sequence[str], nodes: int, max_skip: int
+    weights: Sequence[Sequence[float]],
+    primitives: Sequence[str] | Sequence[Sequence[str]],
+    nodes: int,
+    max_skip: int,
 ) -> list[list[float]]:
-    """Op weights ``[edges, ops]`` whose DARTS-rule cell has at most ``max_skip`` skip-connects.
+    """Op weights ``[edges, ops]`` whose ``derive_cell`` has at most ``max_skip`` skip-connects.
 
-    P-DARTS' rule (``check_sk_number`` / ``delete_min_sk_prob`` / ``keep_1_on`` /
-    ``keep_2_branches`` in the reference): while the derived cell has too many skip-connects, zero
-    the weight of the weakest *selected* skip-connect and derive again. That edge then offers its
-    next best op, and, its strength having fallen, may lose its place to another input of the
-    node. A skip-connect whose edge has no other real op (possible only with fewer than three ops
-    kept) cannot be replaced and stays; so the limit may be unreachable, and the loop still ends.
-    Returns a new matrix; derive the genotype from it.
+    ``primitives`` names the columns, once for all edges or per edge. P-DARTS' rule
+    (``check_sk_number`` / ``delete_min_sk_prob`` / ``keep_1_on`` / ``keep_2_branches``,
+    train_search.py:399-456): while the derived cell has too many skip-connects, zero the weight
+    of the weakest *selected* skip-connect and derive again. That edge then offers its next best
+    op, and, its strength having fallen, may lose its place to another input of the node. A
+    skip-connect whose edge has no other real op (possible only with fewer than three ops kept)
+    cannot be replaced and stays; so the limit may be unreachable, and the loop still ends.
+    Returns a new matrix; derive the cell from it.
     """
-    if SKIP not in primitives:
-        return [list(map(float, row)) for row in weights]
-    skip = list(primitives).index(SKIP)
-    others = [c for c, name in enumerate(primitives) if name not in (NONE, SKIP)]
+    names = per_edge_primitives(primitives, num_edges(nodes))
     rows = [list(map(float, row)) for row in weights]
     while True:
-        gene = _darts_cell(rows, primitives, nodes)
+        gene = derive_cell(rows, names, nodes)
         # Edge index of each selected (op, input) pair: node i's edges start at sum_{n<i}(n + 2).
         selected = [num_edges(pos // 2) + state for pos, (op, state) in enumerate(gene) if op == SKIP]
         if len(selected) <= max_skip:
             return rows
-        replaceable = [e for e in selected if any(rows[e][c] > 0 for c in others)]
+        replaceable = [e for e in selected if _replaceable(rows[e], names[e])]
         if not replaceable:
             return rows
-        weakest = min(replaceable, key=lambda e: (rows[e][skip], e))
-        rows[weakest][skip] = 0.0
+        # delete_min_sk_prob's np.argmin over the edges (:423): of equal skip weights, the lowest edge.
+        weakest = min(replaceable, key=lambda e: (rows[e][names[e].index(SKIP)], e))
+        rows[weakest][names[weakest].index(SKIP)] = 0.0
 
 
 def set_skip_dropout(network: nn.Module, p: float) -> None:
@@ -151,10 +210,19 @@ class PDartsSpace(DartsSpace):
             out[kind] = torch.zeros(w.shape[0], len(self.primitives), dtype=w.dtype).scatter_(1, kept.cpu(), w)
         return out
 
+    @torch.no_grad()
     def architecture(self) -> Genotype:
-        ops = self.op_weights()
-        normal = limit_skip_connect(ops["normal"].tolist(), self.primitives, self.cfg.nodes, self.max_skip_connect)
-        return derive_genotype(normal, ops["reduce"], self.primitives, self.cfg.nodes, space=self.space_name)
+        # From the kept ops alone: a pruned op must not win a tie at weight 0.
+        arch = self()
+        nodes = self.cfg.nodes
+        cells: dict[str, Gene] = {}
+        for kind in CELL_TYPES:
+            weights: list[list[float]] = arch[kind].detach().cpu().tolist()
+            names = self.kept_ops(kind)
+            if kind == "normal":
+                weights = limit_skip_connect(weights, names, nodes, self.max_skip_connect)
+            cells[kind] = derive_cell(weights, names, nodes)
+        return assemble_genotype(cells["normal"], cells["reduce"], self.primitives, nodes, self.space_name)
 
     def configure_epoch(self, network: nn.Module, epoch: int, epochs: int, arch_start: int) -> None:
         rate = self.phases[self.phase].skip_dropout
