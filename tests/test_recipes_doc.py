@@ -238,7 +238,10 @@ def test_no_recipe_inherits_an_expectation_silently(path: Path):
         assert Path(origin.file).resolve() == path.resolve(), f"{path.name} inherits expect: from {origin.file}"
 
 
-def test_pcdarts_cifar10_has_its_own_expectation():
+def test_pcdarts_cifar10_has_its_own_expectation_and_eval_sgl_imagenet_none():
     pcdarts, _ = load_spec(SPECS / "baselines" / "pcdarts_cifar10.yaml")
     assert [(e.metric, e.value) for e in pcdarts.expect] == [("evaluations.evaluate.test_error_final", 2.57)]
     assert pcdarts.optim.schedule.min_lr == 0.0
+    cleared, _ = load_spec(SPECS / "paper" / "eval_sgl_imagenet.yaml")
+    base, _ = load_spec(SPECS / "paper" / "eval_imagenet.yaml")
+    assert cleared.expect == [] and len(base.expect) == 1
