@@ -165,7 +165,9 @@ def test_shipped_p_darts_and_pc_darts_recipes_plan_as_the_authors_ran_them():
     assert (warmup.epochs, search.epochs, search.arch_from_epoch) == (15, 45, 30)
     for lp in pcdarts.learners.values():
         assert lp.networks["W"].horizons == (60,) and lp.networks["V"].horizons == (45,)
-    assert pcdarts.data.subset == 20000 and pcdarts.data.examples == {"train": 10000, "val": 10000}
+    # all 50,000 CIFAR training images, 25,000 / 25,000: 500 iterations of batch 50 per epoch
+    assert pcdarts.data.subset is None and pcdarts.data.examples == {"train": 25000, "val": 25000}
+    assert [s.iterations_per_epoch for s in pcdarts.train_stages] == [500, 500]
     ablation = compile_spec(SPECS / "paper" / "ablation_no_warmup.yaml").plan
     assert ablation.total_epochs == 45
 

@@ -58,7 +58,7 @@ class DataSpecBase(Section):
     subset: PositiveInt | None = Field(
         None,
         description="Search on the first N images of the training set only (split into D_train and D_val "
-        "after); evaluation stages still train on all of it. SGL-PC-DARTS: 20000.",
+        "after); evaluation stages still train on all of it. Null: all of it (every SGL recipe).",
     )
     batch_size: PositiveInt = Field(64, le=MAX_BATCH, description="Batch size of every search stream, per process (at most 65,536).")
     eval_batch_size: PositiveInt = Field(256, le=MAX_BATCH, description="Batch size for measuring accuracy (at most 65,536).")
@@ -93,7 +93,8 @@ class LossWeights(Section):
 
 class EarlyStop(Section):
     """Stop a search stage once its validation measure has worsened ``patience`` epochs in a row
-    (the SGL-PC-DARTS authors' rule, with its every-10-epochs indexing fixed)."""
+    (a rule a student copy of the SGL-PC-DARTS code added, its indexing fixed; the authors' code has
+    no early stopping)."""
 
     metric: Literal["val_loss", "val_acc"] = Field(
         "val_loss",
