@@ -19,6 +19,49 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
+#: Digests of results pinned bit for bit, one file per kind of CPU (torch's capability: AVX2,
+#: AVX512, ...): float kernels, and so the last bits, differ between kinds.
+DIGESTS = Path(__file__).resolve().parent / "digests"
+
+
+def cpu_kind() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def read_digests(section: str) -> dict:
+    """The digests of ``section`` recorded on this kind of CPU (empty when none were)."""
+    import json
+
+    path = DIGESTS / f"{cpu_kind()}.json"
+    return json.loads(path.read_text(encoding="utf-8")).get(section, {}) if path.is_file() else {}
+
+
+def write_digests(section: str, values: dict) -> Path:
+    """Record ``values`` as this kind of CPU's digests of ``section`` (``python tests/<test>.py``)."""
+    import json
+
+    path = DIGESTS / f"{cpu_kind()}.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    data[section] = values
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def recorded_digests():
+    """``recorded_digests(section, case)``: what was recorded for ``case`` on this kind of CPU; the
+    test is skipped, saying how to record, when nothing was."""
+
+    def lookup(section: str, case: str):
+        found = read_digests(section)
+        if case not in found:
+            pytest.skip(f"no {section} digest of {case!r} recorded on a {cpu_kind()} CPU "
+                        f"(tests/digests/{cpu_kind()}.json); record them on such a machine")
+        return found[case]
+
+    return lookup
 
 #: A small valid spec: two DARTS learners on digits, warm-up then search, then derive.
 MINI_SPEC = """

@@ -97,28 +97,17 @@ def test_first_order_accepts_any_weight_optimizer():
 
 # --------------------------------------------------------------------------- 2. cost, results unchanged
 
-#: sha256[:16] of every method's gradients, recorded at b1ab17b (before the buffers were copied once
-#: per network and the virtual step built lazily), on one CPU thread. ``python
-#: tests/test_hypergrad_setups.py`` prints them again. The finite-difference rows under bf16 are
-#: absent on purpose: they changed when the finite-difference passes left autocast (fix 3).
-DIGESTS = {
-    "standin_f64 first_order": "8ac034068e252028",
-    "standin_f64 darts_unrolled/fd": "b975c01e56015cc6",
-    "standin_f64 darts_unrolled/hvp": "78b8983d2c505781",
-    "standin_f64 full_chain/fd": "0039d48987738fe5",
-    "standin_f64 full_chain/hvp": "1f1fd74e24327f8c",
-    "standin_f64 exact": "65c78867544417ba",
-    "darts_f32 first_order": "671e8ef089357573",
-    "darts_f32 darts_unrolled/fd": "802592b624752014",
-    "darts_f32 darts_unrolled/hvp": "ea7236cbdfc222f5",
-    "darts_f32 full_chain/fd": "8010c87247cae4af",
-    "darts_f32 full_chain/hvp": "57621e344d4616ee",
-    "darts_f32 exact": "0392d87e5fd753aa",
-    "darts_f32_bf16 first_order": "89d358334c0594cc",
-    "darts_f32_bf16 darts_unrolled/hvp": "cac17af85e35aed3",
-    "darts_f32_bf16 full_chain/hvp": "f0e3a813760e8164",
-    "darts_f32_bf16 exact": "72d92b8c84c77da6",
-}
+#: sha256[:16] of every method's gradients are in tests/digests/<CPU kind>.json ("hypergradients"),
+#: first recorded at b1ab17b (before the buffers were copied once per network and the virtual step
+#: built lazily), on one CPU thread: ``python tests/test_hypergrad_setups.py --write`` records them.
+#: The finite-difference rows under bf16 are absent on purpose: they changed when the
+#: finite-difference passes left autocast (fix 3).
+CASES = ["standin_f64 first_order", "standin_f64 darts_unrolled/fd", "standin_f64 darts_unrolled/hvp",
+         "standin_f64 full_chain/fd", "standin_f64 full_chain/hvp", "standin_f64 exact",
+         "darts_f32 first_order", "darts_f32 darts_unrolled/fd", "darts_f32 darts_unrolled/hvp",
+         "darts_f32 full_chain/fd", "darts_f32 full_chain/hvp", "darts_f32 exact",
+         "darts_f32_bf16 first_order", "darts_f32_bf16 darts_unrolled/hvp", "darts_f32_bf16 full_chain/hvp",
+         "darts_f32_bf16 exact"]
 
 SETUPS = {
     "standin_f64": lambda: make_group(fixed=1),
@@ -146,14 +135,11 @@ def digest(grads: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def digests() -> dict[str, str]:
-    return {f"{s} {m}": digest(RUNS[m](SETUPS[s]())) for s in SETUPS for m in RUNS}
-
-
-@pytest.mark.parametrize("case", sorted(DIGESTS))
-def test_results_are_bit_identical_to_the_recorded_ones(case, one_thread):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_results_are_bit_identical_to_the_recorded_ones(case, one_thread, recorded_digests):
+    recorded = recorded_digests("hypergradients", case)
     setup, method = case.split(" ")
-    assert digest(RUNS[method](SETUPS[setup]())) == DIGESTS[case]
+    assert digest(RUNS[method](SETUPS[setup]())) == recorded
 
 
 class _Clones(TorchFunctionMode):
@@ -387,7 +373,14 @@ def test_loss_scale_reaches_the_backward_passes(monkeypatch):
         assert b == pytest.approx(a * 2.0**16, rel=1e-3), (a, b)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # record: python tests/test_hypergrad_setups.py [--write]
+    import sys
+
     torch.set_num_threads(1)
-    for key, value in digests().items():
+    values = {case: digest(RUNS[case.split(" ")[1]](SETUPS[case.split(" ")[0]]())) for case in CASES}
+    for key, value in values.items():
         print(f'    "{key}": "{value}",')
+    if "--write" in sys.argv:
+        from conftest import write_digests
+
+        print("wrote", write_digests("hypergradients", values))
