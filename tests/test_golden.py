@@ -64,7 +64,9 @@ CASES = {
 #: learner's seed and schedules its networks over the phase; ``chain_evaluate`` because the DARTS
 #: protocol's drop path is 0.2 (DARTS' train.py). #17 (the wings, the typed plan) kept all three bit for
 #: bit. #23: P-DARTS lists a node's inputs in index order, as parse_network does (``p_darts``'s genotype
-#: files). Where a digest could not be taken on a kind of CPU, it is left out and not compared.
+#: files). #17, after the refactor: ``chain_evaluate`` because full_chain now sees a fixed learner's V
+#: network as its V (it saw its W). Where a digest could not be taken on a kind of CPU, it is left
+#: out and not compared.
 
 
 def _h(data: bytes) -> str:

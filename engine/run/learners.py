@@ -109,7 +109,7 @@ class Learner:
 
     def view(self) -> LearnerView:
         """What a hypergradient method sees: W, and the network A's gradient flows through as V."""
-        w, v = self.nets["W"], self.nets[self.plan.arch_net or "W"]
+        w, v = self.nets["W"], self.nets[self.plan.final_net]
         return LearnerView(self.name, self.space, w.module, w.optimizer, v.module, v.optimizer)
 
     def architecture(self) -> Architecture | None:
