@@ -17,7 +17,6 @@ from .types import RunPlan
 @dataclass(frozen=True)
 class Compiled:
     spec: BaseModel   # the validated spec (what spec.resolved.yaml records)
-    doc: Document     # the spec as read, with positions
     plan: RunPlan     # what execution runs
     base_dir: Path    # relative paths in the spec resolve against this (the spec file's folder)
 
@@ -31,7 +30,7 @@ def compile_spec(path: str | Path, overrides: Iterable[str] = (), base_dir: Path
         run_plan = plan(spec, base_dir=base_dir, stated_in=_stated_in(doc, len(spec.expect)), spec_file=str(doc.path))
     except PlanError as exc:
         raise SpecError(Problem(doc.pos(i.path), dotted(i.path), i.message) for i in exc.issues) from None
-    return Compiled(spec, doc, run_plan, base_dir)
+    return Compiled(spec, run_plan, base_dir)
 
 
 def _stated_in(doc: Document, count: int) -> dict[int, str]:
