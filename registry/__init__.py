@@ -7,11 +7,12 @@ line (``sgl --plugin MODULE``); never from a spec file alone.
 """
 
 from .core import KINDS, ComponentConfig, Entry, Kind, LearnerConfig, RegistryError, entries, get, load_plugins, names, register, version
-from .architecture import Architecture, load_architecture, read_architecture, resolve_architecture
+from .architecture import Architecture
 from .task import Task
 
 # Built-in components register themselves on import.
 from . import datasets, evaluation, hypergrad, models, optim, pseudo_labels, spaces  # noqa: E402,F401  isort: skip
+from .spaces.architectures import load_architecture, read_architecture, resolve_architecture  # noqa: E402  isort: skip
 
 __all__ = [
     "KINDS",

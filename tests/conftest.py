@@ -103,7 +103,7 @@ def where(path: Path, needle: str, occurrence: int = 1, offset: int = 0) -> str:
 def problems(path: Path, overrides: tuple[str, ...] = (), *, plan: bool = True) -> list[str]:
     """Every problem the loader (and, with ``plan``, the planner) reports for a spec, as printed lines."""
     from sgl.engine.plan.compile import compile_spec
-    from sgl.engine.spec.load import SpecError, load_spec
+    from sgl.engine.specs.load import SpecError, load_spec
 
     try:
         compile_spec(path, overrides) if plan else load_spec(path, overrides)

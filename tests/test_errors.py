@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import MINI_SPEC, SPECS, problems, where, write_spec
-from sgl.engine.spec.load import SpecError, load_document, load_spec
+from sgl.engine.specs.load import SpecError, load_document, load_spec
 
 
 def only(lines: list[str]) -> str:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import MINI_SPEC, problems, write_spec
 from sgl.engine.cli.main import main
-from sgl.engine.spec.reader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from sgl.engine.specs.reader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
 
 
 def only(lines: list[str]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MINI_SPEC, SPECS, problems, where, write_spec
-from sgl.engine.spec.load import SpecError, load_document, load_spec, read_yaml
+from sgl.engine.specs.load import SpecError, load_document, load_spec, read_yaml
 
 
 # --------------------------------------------------------------------------- reading

@@ -16,7 +16,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO, SPECS
-from sgl.engine.spec.load import load_document, load_spec
+from sgl.engine.specs.load import load_document, load_spec
 
 DOC = REPO / "docs" / "recipes.md"
 _yaml = YAML(typ="safe", pure=True)

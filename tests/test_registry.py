@@ -84,7 +84,7 @@ def test_double_registration_is_an_error(clean_registry):
 
 
 def test_registration_bumps_the_version_and_rebuilds_the_spec_model(clean_registry):
-    from sgl.engine.spec.models import spec_model
+    from sgl.engine.specs.models import spec_model
 
     before, model = registry.version(), spec_model()
 
@@ -203,7 +203,7 @@ def test_plugin_components_get_positioned_errors_and_suggestions(tmp_path, insta
 
 
 def test_plugin_components_appear_in_the_schema(plugin):
-    from sgl.engine.spec.schema import schema_text
+    from sgl.engine.specs.schema import schema_text
 
     assert '"mlp"' not in schema_text()
     registry.load_plugins([plugin])

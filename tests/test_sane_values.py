@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from conftest import MINI_SPEC, problems, where, write_spec
 from sgl import registry
-from sgl.engine.spec import models as spec_models
-from sgl.engine.spec.load import load_spec
+from sgl.engine.specs import models as spec_models
+from sgl.engine.specs.load import load_spec
 
 # --------------------------------------------------------------------------- every float field
 

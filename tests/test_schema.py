@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from conftest import MINI_SPEC, REPO, SPECS
 from sgl import registry
-from sgl.engine.spec.schema import SCHEMA_FILE, schema_text
+from sgl.engine.specs.schema import SCHEMA_FILE, schema_text
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_shipped_specs_fit_the_schema(schema):
     ],
 )
 def test_shorthands_the_loader_accepts_fit_the_schema(schema, extra):
-    from sgl.engine.spec.load import read_yaml, validate
+    from sgl.engine.specs.load import read_yaml, validate
 
     data = {**_yaml(MINI_SPEC), **_yaml(extra)}
     validate(read_yaml(json.dumps(data), "spec.yaml"))  # the loader accepts it

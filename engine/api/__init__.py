@@ -29,7 +29,7 @@ __all__ = ["build_runner", "export", "load_spec", "open_run", "plan", "report", 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Any:
     """The spec at ``path`` with ``key.path=value`` overrides, validated: the pydantic Spec model."""
-    from sgl.engine.spec.load import load_spec as load
+    from sgl.engine.specs.load import load_spec as load
 
     return load(path, list(overrides))[0]
 

@@ -165,7 +165,7 @@ def schema(output: Path | None) -> None:
     """JSON Schema of the spec, registered components included (for editors)."""
     from sgl import registry
 
-    from ..spec.schema import schema_text
+    from ..specs.schema import schema_text
 
     registry.load_plugins()
     text = schema_text()

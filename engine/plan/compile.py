@@ -9,7 +9,7 @@ from typing import Iterable
 from pydantic import BaseModel
 
 from ..errors import PlanError, Problem, SpecError, dotted
-from ..spec.load import Document, load_spec
+from ..specs.load import Document, load_spec
 from .build import plan
 from .types import RunPlan
 

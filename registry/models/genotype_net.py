@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import resolve_architecture
+from ..spaces.architectures import resolve_architecture
 from ..spaces.genotype import Genotype
 from ..spaces.ops import OPS, FactorizedReduce, Identity, ReLUConvBN, imagenet_stems
 

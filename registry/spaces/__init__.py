@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from ..core import MAX_CHANNELS, MAX_LAYERS, ComponentConfig, LearnerConfig, register
-from .genotype import DEFAULT_PRIMITIVES
+from .genotype import CELL_TYPES, DEFAULT_PRIMITIVES
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -116,8 +116,6 @@ class SearchSpaceConfig(LearnerConfig):
 #: Floats kept for the backward per edge, channel and pixel over DARTS' 8 candidate ops (calibrated).
 KEPT_PER_EDGE = 44.0
 
-#: The cell types of DARTS-family spaces, in the order their architecture weights are kept.
-CELL_TYPES: tuple[str, ...] = ("normal", "reduce")
 
 
 def space_config(name: str) -> type[SearchSpaceConfig]:

@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import CELL_TYPES
 from .base import SearchSpace
 from .fused import fuse
-from .genotype import Genotype, derive_genotype, num_edges
+from .genotype import CELL_TYPES, Genotype, derive_genotype, num_edges
 from .supernet import DartsNetwork, MixedOp
 
 if TYPE_CHECKING:

@@ -10,12 +10,17 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from .genotype import Genotype
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+class Cells(Protocol):
+    """What a diagram draws: cells of nodes, each reading two (op, input state) pairs (a genotype)."""
+
+    def cell(self, kind: str) -> tuple[tuple[tuple[str, int], ...], tuple[int, ...]]: ...
+
 
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 OUTPUT_NAME = "c_{k}"
@@ -28,7 +33,7 @@ def _state_name(index: int) -> str:
     return INPUT_NAMES[index] if index < 2 else str(index - 2)
 
 
-def cell_graph(genotype: Genotype, cell: str) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+def cell_graph(genotype: Cells, cell: str) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
     """``(nodes, edges)`` of a cell: nodes as (name, role), edges as (source, target, label)."""
     gene, concat = genotype.cell(cell)
     steps = len(gene) // 2
@@ -44,7 +49,7 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cell_dot(genotype: Genotype, cell: str) -> str:
+def cell_dot(genotype: Cells, cell: str) -> str:
     """The DOT source of the ``'normal'`` or ``'reduce'`` cell."""
     nodes, edges = cell_graph(genotype, cell)
     lines = [
@@ -176,7 +181,7 @@ def _label_spot(p1: Point, p2: Point, rad: float, size: tuple[float, float], blo
     return min(spots, key=lambda spot: sum(_overlap(spot[1], b) for b in blocked))  # first of equals
 
 
-def _render_matplotlib(genotype: Genotype, cell: str, title: str | None = None) -> Figure:
+def _render_matplotlib(genotype: Cells, cell: str, title: str | None = None) -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -245,7 +250,7 @@ def _render_dot(dot_path: Path, out: Path, fmt: str) -> bool:
     return result.returncode == 0 and out.is_file()
 
 
-def write_cell_diagrams(genotype: Genotype, out_dir: str | Path, stem: str) -> list[Path]:
+def write_cell_diagrams(genotype: Cells, out_dir: str | Path, stem: str) -> list[Path]:
     """Write ``<stem>_{normal,reduce}.{dot,png,svg}`` under ``out_dir``; returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,9 @@ DEFAULT_PRIMITIVES: tuple[str, ...] = (
 
 Gene = tuple[tuple[str, int], ...]
 
+#: The cell types of DARTS-family spaces, in the order their architecture weights are kept.
+CELL_TYPES: tuple[str, ...] = ("normal", "reduce")
+
 
 def _gene(pairs: Iterable[Sequence[Any]]) -> Gene:
     out = []

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from . import CELL_TYPES
 from .darts import DartsSpace
-from .genotype import Gene, Genotype, assemble_genotype, num_edges, per_edge_primitives
+from .genotype import CELL_TYPES, Gene, Genotype, assemble_genotype, num_edges, per_edge_primitives
 from .supernet import MixedOp, SkipDropout
 
 if TYPE_CHECKING:
