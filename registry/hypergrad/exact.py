@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 
 from .base import ArchContext
-from .virtual_step import (
-    Functional, grad, labelers_needed, pseudo_active, scaled, stage2, train_loss, unscaled, val_loss,
-)
+from .autograd import grad, scaled, unscaled
+from .virtual_step import Functional, labelers_needed, pseudo_active, stage2, train_loss, val_loss
 
 
 def exact(ctx: ArchContext, chain: bool = True) -> dict[str, list[torch.Tensor]]:

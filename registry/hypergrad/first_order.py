@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import ArchContext
-from .virtual_step import Functional, grad, scaled, unscaled, unwrap, val_loss
+from .autograd import grad, scaled, unscaled, unwrap
+from .virtual_step import Functional, val_loss
 
 
 def first_order(ctx: ArchContext, running_stats: str = "keep") -> dict[str, list[torch.Tensor]]:

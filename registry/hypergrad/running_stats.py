@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .base import ArchContext
-from .virtual_step import unwrap
+from .autograd import unwrap
 
 
 def forward_on_val(ctx: ArchContext) -> None:

@@ -10,31 +10,27 @@ One A-step looks one iteration ahead, in the order of an SGL iteration (A, W, PL
 ``unrolled`` differentiates an outer loss through one such virtual step; ``mixed_product`` is its
 second-order part, ∇_X (∇_P inner · u), by central difference or by a Hessian-vector product.
 
-Nothing here mutates anything: networks run through ``torch.func.functional_call`` with the
-parameters given explicitly and buffers *cloned* once per ``Functional`` (the networks' own
-BatchNorm running statistics never change), optimizer state is only read, and no ``.grad`` is
-touched (``torch.autograd.grad``). Every forward runs inside ``ctx.autocast()`` except the two
-finite-difference passes, which run outside it in the parameters' dtype (float32 under mixed
-precision: a half-precision cast would round the perturbation away); perturbations and norms are
-computed in float32 or wider. Every loss that is
-differentiated is multiplied by ``ctx.loss_scale`` and the gradients divided by it (``scaled`` /
-``unscaled``), so fp16 runs can use the GradScaler's scale. Gradients stay local to the process:
-the executor reduces them once, after the method.
+Nothing here mutates anything: networks run through ``torch.func.functional_call`` with explicit
+parameters and buffers *cloned* once per ``Functional``, optimizer state is only read, no ``.grad``
+is touched. Every forward runs inside ``ctx.autocast()`` except the two finite-difference passes,
+which run in the parameters' dtype (a half-precision cast would round the perturbation away). Every
+differentiated loss is multiplied by ``ctx.loss_scale`` and its gradients divided by it (fp16 runs
+use the GradScaler's scale). Gradients stay local to the process: the executor reduces them once.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from ..losses import stage2_loss
+from .autograd import _SameRandomness, grad, precision, scaled, unscaled, unwrap
 from .base import ArchContext, LearnerView
 
 Hessian = str  # "finite_difference" | "hvp"
@@ -45,75 +41,6 @@ class Inner(Protocol):
     runs it outside autocast: the finite-difference passes ask for that."""
 
     def __call__(self, params: Sequence[Tensor], *, fp32: bool = False) -> Tensor: ...
-
-
-# --------------------------------------------------------------------------- autograd plumbing
-
-
-def grad(output: Tensor | float, inputs: Sequence[Tensor], *, create_graph: bool = False) -> list[Tensor]:
-    """``torch.autograd.grad`` with zeros for inputs the output does not depend on."""
-    inputs = list(inputs)
-    if not inputs:
-        return []
-    if not isinstance(output, Tensor) or not output.requires_grad:
-        return [torch.zeros_like(t) for t in inputs]
-    wanted = [i for i, t in enumerate(inputs) if t.requires_grad]
-    result = [torch.zeros_like(t) for t in inputs]
-    if wanted:
-        grads = torch.autograd.grad(
-            output, [inputs[i] for i in wanted], allow_unused=True, create_graph=create_graph
-        )
-        for i, g in zip(wanted, grads):
-            if g is not None:
-                result[i] = g
-    return result
-
-
-def scaled(loss: Tensor, scale: float) -> Tensor:
-    """``loss · scale`` (the executor's loss scale; 1 leaves the graph as it is)."""
-    return loss if scale == 1.0 else loss * scale
-
-
-def unscaled(grads: Sequence[Tensor], scale: float) -> list[Tensor]:
-    """Gradients of a ``scaled`` loss, divided back (inf / NaN from an overflow stay, for the scaler to see)."""
-    return list(grads) if scale == 1.0 else [g / scale for g in grads]
-
-
-def precision(ctx: ArchContext, fp32: bool = False) -> AbstractContextManager:
-    """``ctx.autocast()``, or autocast switched off on the batch's device (``fp32``)."""
-    if fp32:
-        return torch.autocast(ctx.x_train.device.type, enabled=False)
-    return ctx.autocast()
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The module under DistributedDataParallel / DataParallel / torch.compile wrappers.
-
-    Calling the bare module keeps the method's many passes local: a DDP wrapper would otherwise
-    expect a ``backward`` (and an all-reduce) after every forward.
-    """
-    while True:
-        if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            net = net.module
-        elif hasattr(net, "_orig_mod") and isinstance(net._orig_mod, nn.Module):
-            net = net._orig_mod
-        else:
-            return net
-
-
-class _SameRandomness:
-    """Replays the RNG state captured at construction, so both finite-difference passes draw the same
-    dropout masks (an unmatched pair would turn the central difference into noise / 2ε)."""
-
-    def __init__(self, device: torch.device):
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-        self.device = device
-
-    def replay(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 # --------------------------------------------------------------------------- the virtual SGD step
