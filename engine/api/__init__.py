@@ -10,8 +10,9 @@ The same engine as the `sgl` command, for notebooks and scripts (the command is 
     run.summary, run.metrics("epoch"), run.genotypes, run.model("alice")
     sgl.open_run(run.dir)                                         # any run directory, later
 
-Bad input raises ``sgl.engine.errors.SpecError`` listing every problem with its position. Imports
-are lazy: ``import sgl`` costs nothing until a function is called.
+Bad input raises ``sgl.SpecError`` listing every problem with its position; a run stopped early
+raises ``sgl.Interrupted`` after its checkpoint. Imports are lazy: ``import sgl`` costs nothing until
+a function is called.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+# What these functions raise (a light module: no torch).
+from sgl.engine.errors import ExpectationFailed, Interrupted, NonFiniteLoss, RunDirError, SpecError
+
 if TYPE_CHECKING:
     from sgl.engine.plan.types import RunPlan
     from sgl.engine.results.run import Run
     from sgl.engine.run.runner import Runner
 
-__all__ = ["build_runner", "export", "load_spec", "open_run", "plan", "report", "resume", "run"]
+__all__ = ["ExpectationFailed", "Interrupted", "NonFiniteLoss", "RunDirError", "SpecError", "build_runner", "export",
+           "load_spec", "open_run", "plan", "report", "resume", "run"]
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Any:
