@@ -18,10 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent / d) for d in ("run", "rundir", ".")]
 
-from test_execute import assert_same_run, write  # noqa: E402
-from test_reliability import EVERY, SMALL, sgl  # noqa: E402
+from test_search_runs import assert_same_run, write  # noqa: E402
+from test_kill_and_resume import EVERY, SMALL, sgl  # noqa: E402
 
 
 def _points(specs: list[str]) -> list[tuple[str, int]]:

@@ -5,7 +5,7 @@ produces: every metrics line (wall times left out), every genotype file and hist
 weight, α/β and BatchNorm buffer of the final checkpoint, and the evaluated network's weights.
 A change of behaviour must change these numbers on purpose, with a note in the commit.
 
-Re-record (only for an intended change of behaviour): ``python tests/test_golden.py``.
+Re-record (only for an intended change of behaviour): ``python tests/run/test_golden_runs.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: The quickstart itself (DARTS + PC-DARTS + ResNet-18), shrunk with overrides.
 QUICKSTART = (REPO / "specs" / "quickstart.yaml", (
@@ -141,12 +141,12 @@ def test_short_runs_match_their_golden_digests(name: str, tmp_path: Path, record
     assert _recorded_part(digests(run_case(name, tmp_path)), recorded) == recorded
 
 
-if __name__ == "__main__":  # record: python tests/test_golden.py [--write] [case ...]
+if __name__ == "__main__":  # record: python tests/run/test_golden_runs.py [--write] [case ...]
     import os
     import tempfile
 
     torch.set_num_threads(1)  # as under pytest (tests/conftest.py)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from conftest import read_digests, write_digests
 
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or ["quickstart", "p_darts", "chain_evaluate"]

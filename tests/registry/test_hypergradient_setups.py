@@ -99,7 +99,7 @@ def test_first_order_accepts_any_weight_optimizer():
 
 #: sha256[:16] of every method's gradients are in tests/digests/<CPU kind>.json ("hypergradients"),
 #: first recorded at b1ab17b (before the buffers were copied once per network and the virtual step
-#: built lazily), on one CPU thread: ``python tests/test_hypergrad_setups.py --write`` records them.
+#: built lazily), on one CPU thread: ``python tests/registry/test_hypergradient_setups.py --write`` records them.
 #: The finite-difference rows under bf16 are absent on purpose: they changed when the
 #: finite-difference passes left autocast (fix 3).
 CASES = ["standin_f64 first_order", "standin_f64 darts_unrolled/fd", "standin_f64 darts_unrolled/hvp",
@@ -373,7 +373,7 @@ def test_loss_scale_reaches_the_backward_passes(monkeypatch):
         assert b == pytest.approx(a * 2.0**16, rel=1e-3), (a, b)
 
 
-if __name__ == "__main__":  # record: python tests/test_hypergrad_setups.py [--write]
+if __name__ == "__main__":  # record: python tests/registry/test_hypergradient_setups.py [--write]
     import sys
 
     torch.set_num_threads(1)

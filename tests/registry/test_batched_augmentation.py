@@ -139,7 +139,7 @@ def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
     from sgl.engine.errors import Interrupted
     from sgl.engine.run.executor import RunOptions
     from sgl.engine.rundir.session import resume_run
-    from test_execute import assert_same_run
+    from test_search_runs import assert_same_run
 
     straight = _run(tmp_path, "straight")
     with pytest.raises(Interrupted):

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from sgl.engine.cli.main import main
 from sgl.engine.run.executor import RunOptions
 from sgl.engine.rundir.session import run_spec
-from test_execute import TINY, _cli, assert_same_run, write
+from test_search_runs import TINY, _cli, assert_same_run, write
 
 #: The many runs these tests make: TINY without its fixed learner (2 supernets, 4 iterations an epoch, 3 epochs).
 SMALL = TINY.replace("name: tiny", "name: small").replace("  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}\n", "")
