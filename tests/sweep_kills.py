@@ -18,10 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent / d) for d in ("run", "rundir", ".")]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_search_runs import assert_same_run, write  # noqa: E402
-from test_kill_and_resume import EVERY, SMALL, sgl  # noqa: E402
+from conftest import EVERY, SMALL, assert_same_run, build_spec, run_sgl as sgl  # noqa: E402
 
 
 def _points(specs: list[str]) -> list[tuple[str, int]]:
@@ -39,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
-        spec = write(tmp, SMALL)
+        spec = build_spec(tmp / "spec.yaml", SMALL)
         straight = tmp / "straight"
         assert sgl("run", str(spec), *EVERY, "--run-dir", str(straight), "-q", cwd=tmp).returncode == 0
         tried = same = restarts = 0

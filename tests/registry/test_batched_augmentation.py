@@ -10,11 +10,11 @@ import pytest
 import torch
 from torchvision import transforms
 
+from conftest import assert_same_run, write_cifar10
 from sgl.engine.run.data import BatchStream
 from sgl.registry.datasets import Cifar10Config
 from sgl.registry.datasets.base import Cutout
 from sgl.registry.datasets.batched import BatchAugment, InMemory, cutout, random_crop, random_flip
-from test_datasets import _write_cifar10
 
 MEAN, STD = (0.49, 0.48, 0.44), (0.25, 0.24, 0.26)
 
@@ -99,7 +99,7 @@ def test_device_batches_are_seeded_per_position_and_resume_exactly():
 
 
 def test_cifar_offers_its_images_on_the_device_and_an_evaluation_view(tmp_path: Path):
-    _write_cifar10(tmp_path / "cifar", per_batch=8)
+    write_cifar10(tmp_path / "cifar", per_batch=8)
     bundle = Cifar10Config(root=tmp_path / "cifar").build(tmp_path, seed=0, cutout=4)
     data = bundle.train.in_memory()
     assert data.images.dtype == torch.uint8 and data.images.shape == (40, 3, 32, 32)
@@ -129,7 +129,7 @@ def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", ep
     from sgl.engine.rundir.session import run_spec
 
     if not (tmp_path / "cifar").exists():
-        _write_cifar10(tmp_path / "cifar", per_batch=8)
+        write_cifar10(tmp_path / "cifar", per_batch=8)
     spec = tmp_path / f"{name}.yaml"
     spec.write_text(SPEC.format(batches=batches, extra=extra, epochs=epochs))
     return run_spec(spec, (), RunOptions(run_dir=tmp_path / name, progress=False, **options))
@@ -139,7 +139,6 @@ def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
     from sgl.engine.errors import Interrupted
     from sgl.engine.run.executor import RunOptions
     from sgl.engine.rundir.session import resume_run
-    from test_search_runs import assert_same_run
 
     straight = _run(tmp_path, "straight")
     with pytest.raises(Interrupted):

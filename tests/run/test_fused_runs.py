@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import write_spec
+from conftest import assert_same_run, write_spec
 from sgl.engine.run.runner import build_runner
 
 SPEC = """
@@ -77,7 +77,6 @@ def test_a_fused_run_resumes_bit_identically_and_exports(tmp_path):
     from sgl.engine.results.export import export_model
     from sgl.engine.results.models import load_model
     from sgl.engine.rundir.session import resume_run, run_spec
-    from test_search_runs import assert_same_run
 
     spec = write_spec(tmp_path, SPEC.replace("carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",
                                              "carol: {kind: darts, channels: 4, layers: 3, nodes: 2}"))

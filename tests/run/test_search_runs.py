@@ -13,29 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY, assert_same_run, build_spec, merged, run_metrics as metrics, sgl_process as _cli
 from sgl.engine.errors import Interrupted, NonFiniteLoss
 from sgl.engine.run.executor import RunOptions
 from sgl.engine.rundir.session import resume_run, run_spec
 
-TINY = """
-name: tiny
-seed: 5
-data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-  bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}
-  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}
-optim:
-  arch: {lr: 3.0e-3}
-stages:
-  - {name: warmup, epochs: 1, steps: [W]}
-  - {name: search, epochs: 2, steps: [A, W, PL, V]}
-  - {name: derive}
-run: {output: runs, log_every: 3, cpu: true}
-"""
-
-
-def write(tmp_path: Path, text: str = TINY, name: str = "spec.yaml") -> Path:
+def write(tmp_path: Path, text: str | None = None, name: str = "spec.yaml") -> Path:
+    if text is None:
+        return build_spec(tmp_path / name, TINY)
     path = tmp_path / name
     path.write_text(text.lstrip(), encoding="utf-8")
     return path
@@ -43,36 +28,6 @@ def write(tmp_path: Path, text: str = TINY, name: str = "spec.yaml") -> Path:
 
 def run(spec: Path, run_dir: Path, *overrides: str, **options) -> Path:
     return run_spec(spec, overrides, RunOptions(run_dir=run_dir, progress=False, **options))
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
-    flat = {}
-    for name, learner in state["learners"].items():
-        for net, net_state in learner["nets"].items():
-            for key, tensor in net_state["module"].items():
-                flat[f"{name}.{net}.{key}"] = tensor
-        for key, tensor in learner.get("space", {}).items():
-            flat[f"{name}.space.{key}"] = tensor
-    return flat
-
-
-def genotypes(run_dir: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted((run_dir / "genotypes").iterdir())}
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    assert metrics(a) == metrics(b)
-    assert genotypes(a) == genotypes(b)
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
 
 
 @pytest.fixture(scope="module")
@@ -212,13 +167,6 @@ def test_hard_pseudo_labels_with_threshold(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
-def _cli(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    """``sgl ARGS`` in its own process (one thread), output and errors together."""
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", *args], cwd=cwd, env=full,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
 def test_two_processes_agree_and_write_once(tmp_path):
     spec = write(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -267,16 +215,15 @@ def test_interrupt_checkpoints_and_resume_completes(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
-RECIPE = TINY.replace("  - {name: derive}\n", """  - {name: derive}
-  - {name: evaluate, learner: alice, epochs: 1, channels: 4, layers: 3, batch_size: 32, cutout: 0}
-""")
+RECIPE = merged(TINY, {"stages": [*TINY["stages"], {"name": "evaluate", "learner": "alice", "epochs": 1, "channels": 4, "layers": 3,
+                                                    "batch_size": 32, "cutout": 0}]})
 
 
 def test_one_spec_searches_derives_evaluates_reports_and_exports(tmp_path):
     from sgl.engine.results.export import export_model
     from sgl.engine.results.report import write_report
 
-    run_dir = run(write(tmp_path, RECIPE), tmp_path / "recipe", "stages.1.epochs=1")
+    run_dir = run(build_spec(tmp_path / "spec.yaml", RECIPE), tmp_path / "recipe", "stages.1.epochs=1")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed"
     (evaluation,) = summary["evaluations"]

@@ -18,28 +18,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import EVERY, SMALL, TINY, assert_same_run, build_spec, merged, run_sgl as sgl
 from sgl.engine.cli.main import main
 from sgl.engine.run.executor import RunOptions
 from sgl.engine.rundir.session import run_spec
-from test_search_runs import TINY, _cli, assert_same_run, write
-
-#: The many runs these tests make: TINY without its fixed learner (2 supernets, 4 iterations an epoch, 3 epochs).
-SMALL = TINY.replace("name: tiny", "name: small").replace("  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}\n", "")
-
-#: A checkpoint after every iteration (time-based, 3 ms apart), for mid-epoch kills.
-EVERY = ("run.checkpoint_every=0.00005",)
-
-
-def sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    process = _cli(*args, cwd=cwd, env=env)
-    out, _ = process.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, "")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("reliability")
-    spec = write(tmp, SMALL)
+    spec = build_spec(tmp / "spec.yaml", SMALL)
     return spec, run_spec(spec, EVERY, RunOptions(run_dir=tmp / "straight", progress=False))
 
 
@@ -281,12 +269,12 @@ def test_ctrl_c_before_the_run_begins_exits_130(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(session, "build_runtime", interrupted)
-    result = CliRunner().invoke(main, ["run", str(write(tmp_path, SMALL)), "-q"])
+    result = CliRunner().invoke(main, ["run", str(build_spec(tmp_path / "spec.yaml", SMALL)), "-q"])
     assert result.exit_code == 130 and "interrupted" in result.output
 
 
 def test_two_ctrl_c_exit_130_and_the_run_resumes(tmp_path):
-    spec = write(tmp_path, SMALL)
+    spec = build_spec(tmp_path / "spec.yaml", SMALL)
     run_dir = tmp_path / "twice"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", "run", str(spec), "--run-dir", str(run_dir), "-q"],
@@ -306,7 +294,7 @@ def test_two_ctrl_c_exit_130_and_the_run_resumes(tmp_path):
 def test_a_non_finite_loss_says_which_checkpoint_is_kept_even_when_quiet(tmp_path, monkeypatch):
     monkeypatch.setenv("SGL_NAN_AT", "0:2")
     run_dir = tmp_path / "nan"
-    result = CliRunner().invoke(main, ["run", str(write(tmp_path, SMALL)), "--run-dir", str(run_dir), "-q"])
+    result = CliRunner().invoke(main, ["run", str(build_spec(tmp_path / "spec.yaml", SMALL)), "--run-dir", str(run_dir), "-q"])
     assert result.exit_code == 1, result.output
     assert "non-finite W loss" in result.output and "the start of stage warmup" in result.output
     assert (run_dir / "checkpoints" / "last.pt").exists()
@@ -353,7 +341,7 @@ def _workers(process: subprocess.Popen, timeout: float = 120) -> list:
 
 
 def test_torchrun_on_cpu_forms_one_run_without_run_cpu(tmp_path):
-    spec = write(tmp_path, TINY.replace("run: {output: runs, log_every: 3, cpu: true}", "run: {output: runs, log_every: 3}"))
+    spec = build_spec(tmp_path / "spec.yaml", merged(TINY, {"run": {"cpu": None}}))
     process = _torchrun(spec, "stages.1.epochs=1", "-q", cwd=tmp_path)
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0, out
@@ -364,7 +352,7 @@ def test_torchrun_on_cpu_forms_one_run_without_run_cpu(tmp_path):
 
 
 def test_ctrl_c_on_one_process_stops_every_process_with_a_checkpoint(tmp_path):
-    spec = write(tmp_path)
+    spec = build_spec(tmp_path / "spec.yaml", TINY)
     process = _torchrun(spec, "--run-dir", str(tmp_path / "run"), "-q", cwd=tmp_path)
     workers = _workers(process)
     deadline = time.time() + 120
@@ -388,7 +376,7 @@ def _torchrun_resume(run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_a_non_finite_loss_on_one_process_stops_every_process(tmp_path):
-    process = _torchrun(write(tmp_path), "--run-dir", str(tmp_path / "run"), "-q", cwd=tmp_path, env={"SGL_NAN_AT": "1:3"})
+    process = _torchrun(build_spec(tmp_path / "spec.yaml", TINY), "--run-dir", str(tmp_path / "run"), "-q", cwd=tmp_path, env={"SGL_NAN_AT": "1:3"})
     out, _ = process.communicate(timeout=300)
     assert process.returncode != 0
     assert "non-finite loss on another process" in out or "non-finite W loss" in out, out
@@ -396,7 +384,7 @@ def test_a_non_finite_loss_on_one_process_stops_every_process(tmp_path):
 
 
 def test_a_stopped_peer_fails_the_run_after_the_timeout(tmp_path):
-    process = _torchrun(write(tmp_path), "--run-dir", str(tmp_path / "run"), "run.dist_timeout=8", "-q", cwd=tmp_path)
+    process = _torchrun(build_spec(tmp_path / "spec.yaml", TINY), "--run-dir", str(tmp_path / "run"), "run.dist_timeout=8", "-q", cwd=tmp_path)
     workers = _workers(process)
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
