@@ -138,18 +138,37 @@ BASE_SPEC: dict = {
 }
 
 
+class _Only(dict):
+    """A map that replaces the map it is merged over (see ``only``)."""
+
+
+def only(items: dict | None = None, /, **more) -> dict:
+    """A map that replaces the base's map at its key instead of merging into it, e.g. one learner in
+    place of the base's two: ``make_spec(learners=only(solo=DARTS))``."""
+    return _Only(items or {}, **more)
+
+
 def merged(base: dict, over: dict) -> dict:
     """``over`` deep-merged into ``base`` as ``extends:`` merges (maps merge, anything else replaces;
-    a value ``None`` deletes the key)."""
+    a value ``None`` deletes the key; a map made by ``only`` replaces)."""
     out = dict(base)
     for key, value in over.items():
         if value is None:
             out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+        elif isinstance(value, dict) and not isinstance(value, _Only) and isinstance(out.get(key), dict):
             out[key] = merged(out[key], value)
         else:
             out[key] = value
     return out
+
+
+def _plain(value):
+    """``value`` with every map a plain dict (what YAML writes)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def build_spec(path: Path, base: dict | None = None, **sections) -> Path:
@@ -161,7 +180,7 @@ def build_spec(path: Path, base: dict | None = None, **sections) -> Path:
     yaml.default_flow_style = None
     yaml.sort_base_mapping_type_on_output = False
     with open(path, "w", encoding="utf-8") as handle:
-        yaml.dump(merged(BASE_SPEC if base is None else base, sections), handle)
+        yaml.dump(_plain(merged(BASE_SPEC if base is None else base, sections)), handle)
     return path
 
 
@@ -216,8 +235,47 @@ TINY: dict = {
 #: TINY without its fixed learner (2 supernets, 4 iterations an epoch, 3 epochs): the many runs the
 #: crash tests make.
 SMALL: dict = merged(TINY, {"name": "small", "learners": {"carol": None}})
+#: A P-DARTS learner whose two growing phases each span a warm-up and a search stage, beside a DARTS learner.
+GROWING: dict = {
+    "name": "grow",
+    "seed": 2,
+    "data": {"dataset": "digits", "batch_size": 16, "split": {"train": 0.1, "val": 0.1}},
+    "learners": {"pat": {"kind": "p_darts", "channels": 4, "nodes": 2, "on_grow": "reinit",
+                         "phases": [{"layers": 3, "ops": 8, "skip_dropout": 0.2}, {"layers": 4, "ops": 3, "skip_dropout": 0.4}]},
+                 "sam": DARTS},
+    "stages": [{"name": "p1_warmup", "epochs": 1, "steps": ["W"], "growing_phase": 1},
+               {"name": "p1_search", "epochs": 2, "steps": ["A", "W", "PL", "V"], "arch_start": 1, "growing_phase": 1},
+               {"name": "p2_warmup", "epochs": 1, "steps": ["W"], "growing_phase": 2},
+               {"name": "p2_search", "epochs": 2, "steps": ["A", "W", "PL", "V"], "growing_phase": 2}],
+    "run": {"cpu": True},
+}
 #: A checkpoint after every iteration (time-based, 3 ms apart), for mid-epoch kills.
 EVERY = ("run.checkpoint_every=0.00005",)
+
+
+def run_in(spec: Path, run_dir: Path, *overrides: str, **options) -> Path:
+    """``sgl run SPEC OVERRIDES --run-dir RUN_DIR`` in this process, without a progress display."""
+    from sgl.engine.run.executor import RunOptions
+    from sgl.engine.rundir.session import run_spec
+
+    return run_spec(spec, overrides, RunOptions(run_dir=run_dir, progress=False, **options))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One uninterrupted TINY run that several tests compare against: (its spec, its run directory)."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    spec = build_spec(tmp / "spec.yaml", TINY)
+    return spec, run_in(spec, tmp / "run")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One uninterrupted SMALL run, a checkpoint after every iteration (EVERY), that the crash tests
+    compare against: (its spec, its run directory)."""
+    tmp = tmp_path_factory.mktemp("small")
+    spec = build_spec(tmp / "spec.yaml", SMALL)
+    return spec, run_in(spec, tmp / "straight", *EVERY)
 
 
 def run_metrics(run_dir: Path) -> list[dict]:
@@ -264,6 +322,94 @@ def run_sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
     process = sgl_process(*args, cwd=cwd, env=env)
     out, _ = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, "")
+
+
+# --------------------------------------------------------------------------- run directories written by hand
+
+
+def _softmax(row: list[float]) -> list[float]:
+    import math
+
+    top = max(row)
+    exp = [math.exp(v - top) for v in row]
+    return [v / sum(exp) for v in exp]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def write_run_dir(root: Path, name: str, seed: int, *, test_error: float | None = None, learners=("alice", "bob"),
+             metrics: bool = True, device: str = "cpu", hypergradient: str = "first_order",
+             histories: tuple[str, ...] | None = None) -> Path:
+    """A run directory written by hand in the formats of docs/run-directory.md, at ``root/name/seed<seed>``:
+    run.json, summary.json (an evaluation when ``test_error`` is given), metrics.jsonl (``metrics``, its last
+    line torn as a killed run leaves it), and genotypes with α histories (of ``histories``, default all)."""
+    from sgl.registry.spaces.genotype import DEFAULT_PRIMITIVES
+    from sgl.registry.spaces.published import DARTS_V2
+    from sgl.registry.spaces.published import PC_DARTS as PC_DARTS_GENOTYPE
+
+    edges = 14  # 4 nodes
+    run = root / name / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"name": name, "spec": "spec.yaml", "base_dir": str(root), "overrides": [], "seed": seed}))
+    summary = {
+        "name": name, "status": "completed", "dataset": "digits", "hypergradient": hypergradient, "seed": seed,
+        "epochs_done": 3, "distributed": {"processes": 1},
+        "learners": {
+            k: {"kind": "darts", "searchable": True, "val_acc": {"W": 0.9, "V": 0.91}, "test_acc": {"W": 0.88 + 0.01 * i, "V": 0.9},
+                "genotype": f"genotypes/{k}.json", "params_M": 0.05}
+            for i, k in enumerate(learners)
+        },
+        "search_cost": {"device": device, "hours": 0.01, "device_hours": 0.01, "wall_seconds": 36.0},
+        "evaluations": [],
+    }
+    if test_error is not None:
+        summary["evaluations"].append({
+            "stage": "evaluate", "learner": learners[0], "genotype": f"genotypes/{learners[0]}.json",
+            "genotype_json": PC_DARTS_GENOTYPE.to_json(), "dataset": "digits", "epochs": 3,
+            "test_error_final": test_error, "test_error_best": test_error - 0.1,
+            "test_acc_final": 1 - test_error / 100, "test_acc_best": 1 - (test_error - 0.1) / 100,
+            "params_M": 3.3, "madds_M": 528.0, "device": device, "num_processes": 1, "hours": 0.02,
+            "device_hours": 0.02, "wall_seconds": 72.0, "model": "models/evaluate.pt",
+        })
+    (run / "summary.json").write_text(json.dumps(summary))
+    if not metrics:
+        return run
+
+    records, step = [], 0
+    for epoch in range(3):
+        for it in range(4):
+            for i, k in enumerate(learners):
+                records.append({"kind": "iter", "phase": "search", "epoch": epoch, "step": step, "learner": k,
+                                "W/loss": 2.3 / (1 + step) + 0.1 * i, "W/acc": 0.1 + 0.05 * step,
+                                "V/loss": 2.2 / (1 + step), "V/acc": 0.1 + 0.06 * step, "lr/W": 0.025, "lr/V": 0.025, "time": step})
+            step += 1
+        for i, k in enumerate(learners):
+            records.append({"kind": "epoch", "phase": "search", "epoch": epoch, "learner": k,
+                            "train/W/loss": 1.0 / (epoch + 1), "train/W/acc": 0.5 + 0.1 * epoch,
+                            "train/V/loss": 0.9 / (epoch + 1), "train/V/acc": 0.55 + 0.1 * epoch,
+                            "val/W/acc": 0.45 + 0.1 * epoch + 0.02 * i, "val/V/acc": 0.5 + 0.1 * epoch,
+                            "lr/W": 0.02, "lr/V": 0.02, "entropy/normal": 2.0, "entropy/reduce": 2.0, "time": 10 * epoch})
+    for epoch in range(3):
+        records.append({"kind": "eval_epoch", "stage": "evaluate", "epoch": epoch, "train/loss": 2.0 - 0.5 * epoch,
+                        "train/acc": 0.3 + 0.2 * epoch, "test/acc": 0.25 + 0.2 * epoch, "lr": 0.025, "time": 5.0 * epoch})
+    records_text = "".join(json.dumps(r) + "\n" for r in records) + '{"kind": "iter", "torn'  # a killed run's last line
+    (run / "metrics.jsonl").write_text(records_text)
+
+    for i, k in enumerate(learners):
+        DARTS_V2.save(run / "genotypes" / f"{k}.json")
+        if histories is not None and k not in histories:
+            continue
+        history = []
+        for epoch in range(3):
+            alpha = {cell: [_softmax([0.1 * epoch * ((e + o + i + c) % 3) for o in range(len(DEFAULT_PRIMITIVES))])
+                            for e in range(edges)] for c, cell in enumerate(("normal", "reduce"))}
+            history.append({"epoch": epoch, "genotype": DARTS_V2.to_json(), "alpha": alpha,
+                            "primitives": list(DEFAULT_PRIMITIVES), "entropy": {"normal": 2.0, "reduce": 2.0}})
+        _write_jsonl(run / "genotypes" / f"{k}.history.jsonl", history)
+    return run
 
 
 # --------------------------------------------------------------------------- data on disk

@@ -2,7 +2,7 @@
 
     python tests/sweep_kills.py [--points iteration:1-12 checkpoint:1-15 write:1-20 summary:1]
 
-For each point, `sgl run` of the small reliability spec (a checkpoint after every iteration) is
+For each point, `sgl run` of SMALL (tests/conftest.py; a checkpoint after every iteration) is
 killed there with SIGKILL (``SGL_CRASH_AT``), `sgl resume` finishes it, and the run is compared with
 an uninterrupted one: metrics, genotypes and every weight. A kill before the directory is set up
 (before run.json) cannot be resumed: resume must say so, and the advised ``sgl run --overwrite`` is

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MINI_SPEC, REPO, SPECS, where, write_spec
+from sgl.engine.spec.schema import schema_text
 
 
 def sgl(*args: str, cwd: Path = REPO, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -112,6 +113,15 @@ def test_components_lists_the_catalogue():
 def test_usage_errors_exit_2():
     assert sgl("validate").returncode == 2
     assert sgl("no-such-command").returncode == 2
+
+
+def test_cli_schema_prints_and_writes_the_same_text(tmp_path):
+    out = tmp_path / "schema.json"
+    cmd = [sys.executable, "-m", "sgl.engine.cli.main"]
+    printed = subprocess.run([*cmd, "schema"], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    subprocess.run([*cmd, "schema", "-o", str(out)], capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(printed) == json.loads(out.read_text(encoding="utf-8"))
+    assert out.read_text(encoding="utf-8") == schema_text()
 
 
 def _imported(stderr: str) -> set[str]:

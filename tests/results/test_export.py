@@ -1,4 +1,4 @@
-"""`sgl export`: TorchScript gives the eager logits; pt files rebuild; a run directory's learners export."""
+"""Exporting networks: TorchScript gives the eager logits; pt files rebuild; a run directory's learners export."""
 
 from __future__ import annotations
 
@@ -152,17 +152,3 @@ def test_onnx_export_writes_a_checked_model(tmp_path: Path) -> None:  # pragma: 
     net = GenotypeNetConfig(genotype="DARTS_V2", channels=4, layers=3).build(DIGITS)
     path = to_onnx(net, torch.randn(1, 1, 8, 8), tmp_path / "net.onnx")
     onnx.checker.check_model(onnx.load(str(path)))
-
-
-
-def test_export_command_reports_bad_input_with_exit_code_2(tmp_path: Path) -> None:
-    import click
-    from click.testing import CliRunner
-
-    from sgl.engine.cli.results import export
-
-    cli = click.Group(commands=[export])
-    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--learner", "alice", "--format", "pt"])
-    assert result.exit_code == 2 and "not an sgl run directory" in result.output
-    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--learner", "alice", "--format", "keras"])
-    assert result.exit_code == 2
