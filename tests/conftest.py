@@ -1,7 +1,18 @@
-"""Shared test helpers: build and write spec files, find positions in them, collect spec problems.
+"""Shared test helpers, for every layer's tests (tests/<layer>/): the one module they import from.
 
-Tests describe a spec as Python data over a small base (``make_spec``), or, where the position of a
-character matters, as YAML text (``spec_file``).
+- specs: as Python data over a small base (``make_spec``, ``build_spec``; ``BASE_SPEC``, ``TINY``,
+  ``SMALL``, ``GROWING``; learners ``DARTS``, ``PC_DARTS``, ``FIXED``; ``only`` to replace a map), or as
+  YAML text where the text itself is tested: positions, comments, syntax, extends (``spec_file``,
+  ``write_spec``, ``MINI_SPEC``); ``where`` finds a position, ``problems`` collects what is wrong;
+- runs end to end: ``run_in``, reference runs (``tiny_run``, ``small_run``), ``assert_same_run``, the
+  ``sgl`` command in its own process (``sgl_process``, ``run_sgl``), run directories written by hand
+  (``write_run_dir``), CIFAR-10 batches on disk (``write_cifar10``);
+- the groups the architecture-gradient methods compute on (``make_group`` and its companions);
+- digests pinned bit for bit per kind of CPU (``recorded_digests``), the registry undone (``clean_registry``).
+
+Plain functions and constants are imported (``from conftest import DARTS``), fixtures requested by
+name. No folder has a conftest.py of its own: every conftest.py outside a package is the module
+``conftest``, and pytest would put the last one loaded in its place, breaking those imports.
 """
 
 from __future__ import annotations
@@ -69,6 +80,7 @@ def recorded_digests():
         return found[case]
 
     return lookup
+
 
 #: A small valid spec: two DARTS learners on digits, warm-up then search, then derive.
 MINI_SPEC = """

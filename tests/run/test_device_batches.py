@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_same_run, write_cifar10
+from conftest import BASE_SPEC, assert_same_run, build_spec, merged, run_in, write_cifar10
 from sgl.engine.run.data import BatchStream
 from sgl.registry.datasets.batched import BatchAugment, InMemory
 
@@ -42,28 +42,18 @@ def test_device_batches_are_seeded_per_position_and_resume_exactly():
     assert not torch.equal(*ranks)
 
 
-SPEC = """
-name: data_path
-seed: 3
-data: {{dataset: {{name: cifar10, root: cifar}}, batch_size: 8, split: {{train: 0.5, val: 0.5}}, batches: {batches}{extra}}}
-learners:
-  alice: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
-  bob: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
-stages:
-  - {{name: search, epochs: {epochs}, steps: [A, W, PL, V]}}
-run: {{cpu: true, log_every: 2}}
-"""
+#: Two DARTS learners on hand-written CIFAR-10 batches (40 images, tests/conftest.py's write_cifar10).
+ON_CIFAR = merged(BASE_SPEC, {"name": "data_path", "seed": 3,
+                              "data": {"dataset": {"name": "cifar10", "root": "cifar"}, "batch_size": 8, "split": {"train": 0.5, "val": 0.5}},
+                              "run": {"log_every": 2}})
 
 
-def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", epochs: int = 2, **options) -> Path:
-    from sgl.engine.run.executor import RunOptions
-    from sgl.engine.rundir.session import run_spec
-
+def _run(tmp_path: Path, name: str, batches: str = "device", data: dict | None = None, epochs: int = 2, **options) -> Path:
     if not (tmp_path / "cifar").exists():
         write_cifar10(tmp_path / "cifar", per_batch=8)
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(SPEC.format(batches=batches, extra=extra, epochs=epochs))
-    return run_spec(spec, (), RunOptions(run_dir=tmp_path / name, progress=False, **options))
+    spec = build_spec(tmp_path / f"{name}.yaml", ON_CIFAR, data={"batches": batches, **(data or {})},
+                      stages=[{"name": "search", "epochs": epochs, "steps": ["A", "W", "PL", "V"]}])
+    return run_in(spec, tmp_path / name, **options)
 
 
 def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
@@ -89,7 +79,7 @@ def test_accuracy_on_d_val_every_few_epochs_and_on_a_subset(tmp_path, monkeypatc
         return real(self, learner, net, dataset, indices, with_loss)
 
     monkeypatch.setattr(Runtime, "network_accuracy", counting)
-    run_dir = _run(tmp_path, "sparse", batches="per_image", extra=", val_every: 2, val_subset: 5", epochs=3)
+    run_dir = _run(tmp_path, "sparse", batches="per_image", data={"val_every": 2, "val_subset": 5}, epochs=3)
     epochs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in l]
     measured = sorted({r["epoch"] for r in epochs if "val/V/acc" in r})
     assert measured == [1, 2]  # every second epoch, and the last

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DARTS, build_spec, only, run_in
 from sgl.engine.errors import Interrupted
 from sgl.engine.run.executor import RunOptions
-from sgl.engine.rundir.session import resume_run, run_spec
+from sgl.engine.rundir.session import resume_run
 from sgl.registry.evaluation import build_network
 from sgl.registry.spaces.published import DARTS_V2
 
@@ -21,22 +22,17 @@ FIELDS = {
     "test_acc_final", "test_acc_best", "params_M", "madds_M", "device", "device_hours", "wall_seconds",
 }
 
-#: An evaluation-only spec on small fake data (8x8 images, 48 train, 24 test).
-EVAL_ONLY = """
-name: evaluate_only
-data: {{dataset: {{name: fake, train_size: {train}, test_size: 24, image_size: 8}}, eval_batch_size: 16}}
-stages:
-  - {{type: evaluate, name: eval, genotype: DARTS_V2, epochs: {epochs}, channels: {channels}, layers: 3,
-     batch_size: 16, cutout: {cutout}, auxiliary_weight: {aux}, drop_path: {drop}}}
-run: {{cpu: true}}
-"""
-
-
 def evaluate(tmp_path: Path, folder: str, *, train: int = 48, epochs: int = 1, channels: int = 8, cutout: int = 4,
              aux: float = 0.4, drop: float = 0.3, **options) -> Path:
-    spec = tmp_path / "eval.yaml"
-    spec.write_text(EVAL_ONLY.format(train=train, epochs=epochs, channels=channels, cutout=cutout, aux=aux, drop=drop))
-    return run_spec(spec, (), RunOptions(run_dir=tmp_path / folder, progress=False, **options))
+    """An evaluation-only run of DARTS_V2 on small fake data (8x8 images, ``train`` to train on, 24 to test)."""
+    spec = build_spec(tmp_path / "eval.yaml", {
+        "name": "evaluate_only",
+        "data": {"dataset": {"name": "fake", "train_size": train, "test_size": 24, "image_size": 8}, "eval_batch_size": 16},
+        "stages": [{"type": "evaluate", "name": "eval", "genotype": "DARTS_V2", "epochs": epochs, "channels": channels, "layers": 3,
+                    "batch_size": 16, "cutout": cutout, "auxiliary_weight": aux, "drop_path": drop}],
+        "run": {"cpu": True},
+    })
+    return run_in(spec, tmp_path / folder, **options)
 
 
 def lines(run_dir: Path) -> list[dict]:
@@ -107,19 +103,12 @@ def test_resumes_mid_epoch_after_a_signal_bit_identically(tmp_path: Path, monkey
     _same_evaluation(tmp_path / "a", evaluate(tmp_path, "b", **options))
 
 
-def test_learner_genotype_comes_from_the_search(tmp_path: Path) -> None:
-    spec = tmp_path / "search.yaml"
-    spec.write_text("""
-name: search_then_evaluate
-data: {dataset: {name: fake, train_size: 64, test_size: 16, image_size: 8}, batch_size: 16}
-learners: {alice: {kind: darts, channels: 4, layers: 3, nodes: 2}}
-loss_weights: {pseudo: 0}
-stages:
-  - {epochs: 1, steps: [A, W]}
-  - {type: evaluate, learner: alice, epochs: 1, channels: 4, layers: 3, batch_size: 16, cutout: 0}
-run: {cpu: true}
-""")
-    run_dir = run_spec(spec, (), RunOptions(run_dir=tmp_path / "run", progress=False))
+def test_learner_genotype_comes_from_the_search(make_spec, tmp_path: Path) -> None:
+    data = only(dataset={"name": "fake", "train_size": 64, "test_size": 16, "image_size": 8}, batch_size=16)
+    stages = [{"epochs": 1, "steps": ["A", "W"]},
+              {"type": "evaluate", "learner": "alice", "epochs": 1, "channels": 4, "layers": 3, "batch_size": 16, "cutout": 0}]
+    spec = make_spec(data=data, learners=only(alice=DARTS), loss_weights={"pseudo": 0}, stages=stages)
+    run_dir = run_in(spec, tmp_path / "run")
     summary = json.loads((run_dir / "summary.json").read_text())
     (result,) = summary["evaluations"]
     assert result["genotype"] == "genotypes/alice.json" and result["learner"] == "alice"
