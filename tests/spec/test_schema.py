@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import MINI_SPEC, SPECS
+from conftest import BASE_SPEC, SPECS
 from sgl import registry
 from sgl.engine.spec.schema import SCHEMA_FILE, schema_text
 
@@ -154,7 +154,7 @@ def test_shipped_specs_fit_the_schema(schema):
 def test_shorthands_the_loader_accepts_fit_the_schema(schema, extra):
     from sgl.engine.spec.load import read_yaml, validate
 
-    data = {**_yaml(MINI_SPEC), **_yaml(extra)}
+    data = {**BASE_SPEC, **_yaml(extra)}
     validate(read_yaml(json.dumps(data), "spec.yaml"))  # the loader accepts it
     assert _errors(schema, data, schema) == []
 
@@ -172,7 +172,7 @@ def test_shorthands_the_loader_accepts_fit_the_schema(schema, extra):
     ],
 )
 def test_the_schema_check_is_not_vacuous(schema, extra, complaint):
-    data = {**_yaml(MINI_SPEC), **_yaml(extra)}
+    data = {**BASE_SPEC, **_yaml(extra)}
     errors = _errors(schema, data, schema)
     assert errors and complaint in errors[0], errors
 
