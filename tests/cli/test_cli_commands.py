@@ -37,9 +37,8 @@ def test_bad_spec_exits_2_with_one_clean_line(tmp_path):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace("seed: 1", "seed: -1"))
-    result = sgl("--debug", "validate", str(path))
+def test_debug_shows_the_traceback(make_spec):
+    result = sgl("--debug", "validate", str(make_spec(seed=-1)))
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "SpecError" in result.stderr
     assert "seed: input should be greater than or equal to 0" in result.stderr

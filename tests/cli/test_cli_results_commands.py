@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import write_run_dir
 
 
-def test_train_command_takes_evaluation_only_specs(tmp_path: Path) -> None:
+def test_train_command_takes_evaluation_only_specs(make_spec) -> None:
     from sgl.engine.cli.results import make_train_command
 
     calls = []
@@ -24,15 +24,15 @@ def test_train_command_takes_evaluation_only_specs(tmp_path: Path) -> None:
         calls.append((spec.name, overrides, overwrite))
 
     cli = click.Group(commands=[make_train_command(run)])
-    evaluation = tmp_path / "eval.yaml"
-    evaluation.write_text("name: e\ndata: {dataset: fake}\nstages:\n  - {type: evaluate, genotype: DARTS_V2, epochs: 1}\n")
+    evaluation = make_spec("eval.yaml", base={"name": "e", "data": {"dataset": "fake"},
+                                              "stages": [{"type": "evaluate", "genotype": "DARTS_V2", "epochs": 1}]})
     result = CliRunner().invoke(cli, ["train", str(evaluation), "stages.0.epochs=2", "--overwrite"])
     assert result.exit_code == 0, result.output
     assert calls == [("eval.yaml", ("stages.0.epochs=2",), True)]
 
-    search = tmp_path / "search.yaml"
-    search.write_text("name: s\nlearners: {a: {kind: darts}}\nloss_weights: {pseudo: 0}\n"
-                      "stages:\n  - {name: search, epochs: 1, steps: [A, W]}\n  - {type: evaluate, learner: a}\n")
+    search = make_spec("search.yaml", base={"name": "s", "learners": {"a": {"kind": "darts"}}, "loss_weights": {"pseudo": 0},
+                                            "stages": [{"name": "search", "epochs": 1, "steps": ["A", "W"]},
+                                                       {"type": "evaluate", "learner": "a"}]})
     result = CliRunner().invoke(cli, ["train", str(search)])
     assert result.exit_code == 2 and "sgl run" in result.output and "search (train)" in result.output
     result = CliRunner().invoke(cli, ["train", str(evaluation), "stages.0.epochz=2"])
