@@ -2,7 +2,7 @@
 
     python tests/sweep_kills.py [--points iteration:1-12 checkpoint:1-15 write:1-20 summary:1]
 
-For each point, `sgl run` of the small reliability spec (a checkpoint after every iteration) is
+For each point, `sgl run` of SMALL (tests/conftest.py; a checkpoint after every iteration) is
 killed there with SIGKILL (``SGL_CRASH_AT``), `sgl resume` finishes it, and the run is compared with
 an uninterrupted one: metrics, genotypes and every weight. A kill before the directory is set up
 (before run.json) cannot be resumed: resume must say so, and the advised ``sgl run --overwrite`` is
@@ -20,8 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_execute import assert_same_run, write  # noqa: E402
-from test_reliability import EVERY, SMALL, sgl  # noqa: E402
+from conftest import EVERY, SMALL, assert_same_run, build_spec, run_sgl as sgl  # noqa: E402
 
 
 def _points(specs: list[str]) -> list[tuple[str, int]]:
@@ -39,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
-        spec = write(tmp, SMALL)
+        spec = build_spec(tmp / "spec.yaml", SMALL)
         straight = tmp / "straight"
         assert sgl("run", str(spec), *EVERY, "--run-dir", str(straight), "-q", cwd=tmp).returncode == 0
         tried = same = restarts = 0

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Union
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from conftest import MINI_SPEC, problems, where, write_spec
+from conftest import MINI_SPEC, SEARCH, only, problems, where, write_spec
 from sgl import registry
 from sgl.engine.specs import models as spec_models
 from sgl.engine.specs.load import load_spec
@@ -152,9 +152,8 @@ def test_adam_betas_outside_zero_one_are_refused(tmp_path, betas, bad):
     assert line.startswith(where(path, betas, offset=offset) + ":")
 
 
-def test_adam_betas_at_the_edges_are_fine(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC + "optim: {arch: {betas: [0, 0.9999]}}\n")
-    assert problems(path, plan=False) == []
+def test_adam_betas_at_the_edges_are_fine(make_spec):
+    assert problems(make_spec(optim={"arch": {"betas": [0, 0.9999]}}), plan=False) == []
 
 
 @pytest.mark.parametrize("momentum", ["1.0", "-0.1", "7"])
@@ -181,11 +180,9 @@ def test_a_default_min_lr_above_a_small_lr_is_refused_and_says_it_is_the_default
     ]
 
 
-def test_min_lr_equal_to_lr_and_constant_schedules_are_fine(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC + "optim:\n  weights: {lr: 0.001}\n  schedule: {min_lr: 0.001}\n")
-    assert problems(path, plan=False) == []
-    path = write_spec(tmp_path, MINI_SPEC + "optim:\n  weights: {lr: 0.0001}\n  schedule: constant\n")
-    assert problems(path, plan=False) == []
+def test_min_lr_equal_to_lr_and_constant_schedules_are_fine(make_spec):
+    assert problems(make_spec(optim={"weights": {"lr": 0.001}, "schedule": {"min_lr": 0.001}}), plan=False) == []
+    assert problems(make_spec(optim={"weights": {"lr": 0.0001}, "schedule": "constant"}), plan=False) == []
 
 
 def test_evaluate_stage_min_lr_above_its_optimizer_lr(tmp_path):
@@ -232,36 +229,34 @@ def test_absurd_sizes_are_refused_at_their_position(tmp_path, before, after, key
 
 
 @pytest.mark.parametrize(
-    "text, key",
+    "size, key",
     [
-        ("  - {name: evaluate, learner: alice, epochs: 100001}\n", "stages.3.epochs"),
-        ("  - {name: evaluate, learner: alice, channels: 4097}\n", "stages.3.channels"),
-        ("  - {name: evaluate, learner: alice, layers: 1000}\n", "stages.3.layers"),
-        ("  - {name: evaluate, learner: alice, batch_size: 100000}\n", "stages.3.batch_size"),
-        ("  - {name: evaluate, learner: alice, cutout: 5000}\n", "stages.3.cutout"),
+        ({"epochs": 100001}, "stages.3.epochs"),
+        ({"channels": 4097}, "stages.3.channels"),
+        ({"layers": 1000}, "stages.3.layers"),
+        ({"batch_size": 100000}, "stages.3.batch_size"),
+        ({"cutout": 5000}, "stages.3.cutout"),
     ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else value,
 )
-def test_absurd_evaluate_sizes_are_refused(tmp_path, text, key):
-    path = write_spec(tmp_path, MINI_SPEC + text)
+def test_absurd_evaluate_sizes_are_refused(make_spec, size, key):
+    path = make_spec(stages=[*SEARCH, {"name": "evaluate", "learner": "alice", **size}])
     (line,) = problems(path, plan=False)
     assert f": {key}: input should be less than or equal to " in line
 
 
-def test_absurd_genotype_network_and_p_darts_sizes_are_refused(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace(
-        "bob: {kind: darts, channels: 4, layers: 3, nodes: 2}", "bob: {kind: genotype, channels: 5000, layers: 500}"
-    ))
+def test_absurd_genotype_network_and_p_darts_sizes_are_refused(make_spec):
+    path = make_spec(learners={"bob": only(kind="genotype", channels=5000, layers=500)})
     assert [line.split(": ", 2)[1] for line in problems(path, plan=False)] == ["learners.bob.channels", "learners.bob.layers"]
-    path = write_spec(tmp_path, MINI_SPEC.replace(
-        "bob: {kind: darts, channels: 4, layers: 3, nodes: 2}", "bob: {kind: p_darts, phases: [{layers: 1000, ops: 8}]}"
-    ))
+    path = make_spec(learners={"bob": only(kind="p_darts", phases=[{"layers": 1000, "ops": 8}])})
     assert [line.split(": ", 2)[1] for line in problems(path, plan=False)] == ["learners.bob.phases.0.layers"]
 
 
-def test_the_largest_allowed_sizes_still_validate(tmp_path):
-    text = MINI_SPEC.replace("alice: {kind: darts, channels: 4, layers: 3, nodes: 2}", "alice: {kind: darts, channels: 4096, layers: 100, nodes: 16, stem_multiplier: 16}")
-    text = text.replace("batch_size: 32}", "batch_size: 65536, num_workers: 256}").replace("epochs: 1,", "epochs: 100000,")
-    path = write_spec(tmp_path, text.replace("seed: 1", "seed: 9223372036854775807\nrun: {threads: 1024}"))
+def test_the_largest_allowed_sizes_still_validate(make_spec):
+    warmup, search, derive = SEARCH
+    path = make_spec(seed=9223372036854775807, run={"threads": 1024}, data={"batch_size": 65536, "num_workers": 256},
+                     learners={"alice": {"channels": 4096, "layers": 100, "nodes": 16, "stem_multiplier": 16}},
+                     stages=[{**warmup, "epochs": 100_000}, search, derive])
     spec, _ = load_spec(path)
     assert spec.learners["alice"].channels == 4096 and spec.stages[0].epochs == 100_000 and spec.run.threads == 1024
 

@@ -3,22 +3,22 @@
 Run with ``-s`` to see the cosine similarities and relative errors; they are also in every
 assertion message. Finite differences are compared in float64 with a tiny radius (measured: at
 r = 0.01 they agree only roughly on ReLU/max-pool cells); Hessian-vector products at the default r.
+The groups (a tiny smooth stand-in space, or real supernets) are built by ``conftest.make_group``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from contextlib import nullcontext
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import assert_same_state, compare, make_group, real_space, snapshot, wrap_group
 from sgl.registry import get
 from sgl.registry.hypergrad import DartsUnrolledConfig, ExactConfig, FirstOrderConfig, FullChainConfig
-from sgl.registry.hypergrad.base import ArchContext, LearnerView
 from sgl.registry.hypergrad.exact import exact
 from sgl.registry.hypergrad.first_order import first_order
 from sgl.registry.hypergrad.full_chain import full_chain
@@ -28,186 +28,15 @@ from sgl.registry.pseudo_labels import HardConfig, SoftConfig
 
 TINY_R = 1e-6  # finite-difference radius for float64 comparisons
 
-# --------------------------------------------------------------------------- a tiny smooth search space
-
-
-class MixedCell(nn.Module):
-    """x ← Σ_o w_o·op_o(x) over smooth operations (GELU convolutions, average pooling, identity)."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.ops = nn.ModuleList(
-            [
-                nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c, affine=False)),
-                nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False)),
-                nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
-                nn.Identity(),
-            ]
-        )
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return sum(w * op(x) for w, op in zip(weights, self.ops))
-
-
-class TinyNet(nn.Module):
-    def __init__(self, c: int = 4, cells: int = 2, classes: int = 10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        self.cells = nn.ModuleList([MixedCell(c) for _ in range(cells)])
-        self.head = nn.Linear(c, classes)
-
-    def forward(self, x: torch.Tensor, arch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.stem(x)
-        for i, cell in enumerate(self.cells):
-            x = cell(x, arch["normal"][i])
-        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
-class TinySpace(nn.Module):
-    """A SearchSpace stand-in: ``forward()`` returns softmax(α), networks take it as input."""
-
-    def __init__(self, cells: int = 2, ops: int = 4):
-        super().__init__()
-        self.alpha = nn.Parameter(0.5 * torch.randn(cells, ops))
-        self.cells = cells
-
-    def forward(self) -> dict[str, torch.Tensor]:
-        return {"normal": F.softmax(self.alpha, dim=-1)}
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha]
-
-    def new_network(self) -> nn.Module:
-        return TinyNet(cells=self.cells)
-
-
-class FixedNet(nn.Module):
-    """A fixed learner (no architecture): a small GELU conv net with BatchNorm."""
-
-    def __init__(self, c: int = 4, classes: int = 10):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.GELU())
-        self.head = nn.Linear(c, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.adaptive_avg_pool2d(self.body(x), 1).flatten(1))
-
-
-# --------------------------------------------------------------------------- building a group
-
-
-def _sgd(net: nn.Module, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=3e-4)
-
-
-def _warm(net: nn.Module, opt: torch.optim.Optimizer, space: nn.Module | None, x, y) -> None:
-    """One real step, so momentum buffers exist and BatchNorm statistics have moved."""
-    arch = None if space is None else {k: v.detach() for k, v in space().items()}
-    logits = net(x) if space is None else net(x, arch)
-    opt.zero_grad()
-    F.cross_entropy(logits, y).backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
-def make_group(
-    *,
-    searchable: int = 2,
-    fixed: int = 0,
-    dtype: torch.dtype = torch.float64,
-    lam: float = 1.0,
-    w_lab: float = 1.0,
-    lr: float = 0.3,
-    labeler=None,
-    seed: int = 0,
-    build=None,
-    batch: int = 8,
-    image: int = 8,
-    autocast=nullcontext,
-) -> ArchContext:
-    g = torch.Generator().manual_seed(seed + 1000)
-    x_tr, x_u, x_v = (torch.randn(batch, 1, image, image, generator=g, dtype=dtype) for _ in range(3))
-    y_tr, y_v = (torch.randint(0, 10, (batch,), generator=g) for _ in range(2))
-    torch.manual_seed(seed)
-    learners = {}
-    for i in range(searchable + fixed):
-        name = f"l{i}"
-        if i < searchable:
-            space = (build() if build else TinySpace()).to(dtype)
-            w_net, v_net = space.new_network().to(dtype), space.new_network().to(dtype)
-        else:
-            space, w_net, v_net = None, FixedNet().to(dtype), FixedNet().to(dtype)
-        w_opt, v_opt = _sgd(w_net, lr), _sgd(v_net, lr)
-        _warm(w_net, w_opt, space, x_tr, y_tr)
-        _warm(v_net, v_opt, space, x_tr, y_tr)
-        learners[name] = LearnerView(name, space, w_net, w_opt, v_net, v_opt)
-    names = list(learners)
-    return ArchContext(
-        learners=learners,
-        targets=names[:searchable],
-        peers={k: [j for j in names if j != k] for k in names},
-        x_train=x_tr,
-        y_train=y_tr,
-        x_unlabeled=x_u,
-        x_val=x_v,
-        y_val=y_v,
-        w_labeled=w_lab,
-        w_pseudo=lam,
-        pseudo_labeler=labeler or SoftConfig(),
-        autocast=autocast,
-    )
-
-
-def compare(got: dict, want: dict) -> tuple[float, float]:
-    """(cosine similarity, relative error ‖got − want‖ / ‖want‖) over all targets' gradients."""
-    assert got.keys() == want.keys()
-    a = torch.cat([t.double().flatten() for k in sorted(got) for t in got[k]])
-    b = torch.cat([t.double().flatten() for k in sorted(want) for t in want[k]])
-    return float(F.cosine_similarity(a, b, dim=0)), float((a - b).norm() / b.norm())
-
 
 def check(label: str, got: dict, want: dict, *, cos_min: float = 0.99, rel_max: float | None = None) -> None:
+    """Gradients agree (``compare``): cosine at least ``cos_min``, relative error at most ``rel_max``; printed."""
     cos, rel = compare(got, want)
     line = f"{label}: cosine={cos:.12f} relative_error={rel:.3e}"
     print("\n" + line)
     assert cos >= cos_min, line
     if rel_max is not None:
         assert rel <= rel_max, line
-
-
-# --------------------------------------------------------------------------- state must be left alone
-
-
-def snapshot(ctx: ArchContext) -> dict:
-    state = {}
-    for name, lv in ctx.learners.items():
-        modules = {"w": lv.w_net, "v": lv.v_net}
-        if lv.space is not None:
-            modules["a"] = lv.space
-        for tag, m in modules.items():
-            for n, t in list(m.named_parameters()) + list(m.named_buffers()):
-                state[f"{name}.{tag}.{n}"] = t.detach().clone()
-                if isinstance(t, nn.Parameter):
-                    state[f"{name}.{tag}.{n}.grad"] = None if t.grad is None else t.grad.clone()
-        for tag, opt in (("w_opt", lv.w_opt), ("v_opt", lv.v_opt)):
-            state[f"{name}.{tag}"] = copy.deepcopy(opt.state_dict())
-    return state
-
-
-def assert_same_state(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key in before:
-        a, b = before[key], after[key]
-        if isinstance(a, dict):  # optimizer state_dict
-            assert a["param_groups"] == b["param_groups"], key
-            assert a["state"].keys() == b["state"].keys(), key
-            for i in a["state"]:
-                for field in a["state"][i]:
-                    assert torch.equal(a["state"][i][field], b["state"][i][field]), f"{key}[{i}].{field}"
-        elif a is None or b is None:
-            assert a is None and b is None, key
-        else:
-            assert torch.equal(a, b), key
 
 
 METHODS = {
@@ -240,7 +69,7 @@ def test_first_order_contract():
     before = snapshot(ctx)
     first_order(ctx)
     assert_same_state(before, snapshot(ctx))
-    first_order(make_group(build=_real_space("darts")))
+    first_order(make_group(build=real_space("darts")))
 
 
 @pytest.mark.parametrize("hessian", ["finite_difference", "hvp"])
@@ -423,22 +252,10 @@ def test_configs_switch_by_one_key_and_count_passes():
 # --------------------------------------------------------------------------- the real supernets (ReLU, max-pool)
 
 
-def _real_space(kind: str):
-    from sgl.registry import Task
-    from sgl.registry.spaces import DartsConfig, PCDartsConfig
-
-    task = Task(num_classes=10, in_channels=1, image_size=8)
-    if kind == "darts":
-        cfg = DartsConfig(channels=4, layers=2, nodes=2, init_scale=0.3)
-    else:
-        cfg = PCDartsConfig(channels=4, layers=2, nodes=2, partial_channels=2, init_scale=0.3)
-    return lambda: cfg.build(task)
-
-
 @pytest.mark.parametrize("kind", ["darts", "pc_darts"])
 def test_real_supernets_match_exact(kind):
     """2 learners, 2 cells, C=4, 8×8 input, float64: finite differences at r=1e-6, hvp at the default r."""
-    ctx = make_group(build=_real_space(kind))
+    ctx = make_group(build=real_space(kind))
     for chain, method in ((False, darts_unrolled), (True, full_chain)):
         want = exact(ctx, chain=chain)
         for hessian, r in (("finite_difference", TINY_R), ("hvp", 0.01)):
@@ -453,7 +270,7 @@ def test_real_supernets_match_exact(kind):
 
 
 def test_real_supernet_leaves_state_alone():
-    ctx = make_group(build=_real_space("darts"), fixed=1)
+    ctx = make_group(build=real_space("darts"), fixed=1)
     before = snapshot(ctx)
     for method in METHODS.values():
         method(ctx)
@@ -461,32 +278,6 @@ def test_real_supernet_leaves_state_alone():
 
 
 # --------------------------------------------------------------------------- wrappers, several processes
-
-
-class _WrappedOptimizer:
-    """Stands in for accelerate's AcceleratedOptimizer: the real optimizer in ``.optimizer``."""
-
-    def __init__(self, optimizer):
-        self.optimizer = optimizer
-
-    @property
-    def param_groups(self):
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-
-def _wrapped(ctx: ArchContext, wrap_net) -> ArchContext:
-    import dataclasses
-
-    learners = {
-        k: dataclasses.replace(lv, w_net=wrap_net(lv.w_net), v_net=wrap_net(lv.v_net),
-                               w_opt=_WrappedOptimizer(lv.w_opt), v_opt=_WrappedOptimizer(lv.v_opt))
-        for k, lv in ctx.learners.items()
-    }
-    return dataclasses.replace(ctx, learners=learners)
 
 
 def _ddp_worker(rank: int, world: int, rendezvous: str) -> None:
@@ -499,8 +290,8 @@ def _ddp_worker(rank: int, world: int, rendezvous: str) -> None:
                             timeout=datetime.timedelta(seconds=120))
     try:
         ctx = make_group(seed=rank)  # each rank its own batch and initialisation
-        wrapped = _wrapped(ctx, nn.parallel.DistributedDataParallel)  # DDP construction broadcasts rank 0's weights
-        plain = _wrapped(ctx, lambda net: net)
+        wrapped = wrap_group(ctx, nn.parallel.DistributedDataParallel)  # DDP construction broadcasts rank 0's weights
+        plain = wrap_group(ctx, lambda net: net)
         if rank == 0:
             # rank 1 sits at the barrier: any collective inside a method would time out here
             for name, method in (("full_chain/hvp", METHODS["full_chain/hvp"]), ("darts_unrolled/fd", METHODS["darts_unrolled/fd"])):

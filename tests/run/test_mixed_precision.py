@@ -8,45 +8,28 @@ import math
 import pytest
 import torch
 
-from conftest import write_spec
+from conftest import DARTS, only
 from sgl.engine.plan.compile import compile_spec
 from sgl.engine.run.runtime import build_runtime
 from sgl.engine.run.iteration import SearchIteration
 
-SPEC = """
-name: scaled
-seed: 7
-data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-  bob: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: search, epochs: 1, steps: [A, W, PL, V]}
-run: {cpu: true}
-"""
-
-GROWING = """
-name: scaled_growing
-seed: 7
-data: {dataset: digits, batch_size: 16, split: {train: 0.1, val: 0.1}}
-learners:
-  pat: {kind: p_darts, channels: 4, nodes: 2, phases: [{layers: 3, ops: 8}, {layers: 3, ops: 4}]}
-  sam: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: p1, epochs: 1, steps: [A, W, PL, V]}
-  - {name: p2, epochs: 1, steps: [A, W, PL, V]}
-run: {cpu: true}
-"""
+#: Two DARTS learners, one search stage.
+SCALED = {"name": "scaled", "seed": 7, "stages": [{"name": "search", "epochs": 1, "steps": ["A", "W", "PL", "V"]}]}
+#: A P-DARTS learner growing over two stages, beside a DARTS learner.
+GROWING = {"name": "scaled_growing", "seed": 7,
+           "learners": only(pat={"kind": "p_darts", "channels": 4, "nodes": 2, "phases": [{"layers": 3, "ops": 8}, {"layers": 3, "ops": 4}]},
+                            sam=DARTS),
+           "stages": [{"name": "p1", "epochs": 1, "steps": ["A", "W", "PL", "V"]}, {"name": "p2", "epochs": 1, "steps": ["A", "W", "PL", "V"]}]}
 
 START = 2.0**16
 
 
-def _scaled_runtime(tmp_path, text: str, start: float = START):
-    """A runtime whose Accelerate uses a (CPU) GradScaler, as fp16 on a GPU does."""
+def _scaled_runtime(make_spec, sections: dict, start: float = START):
+    """A runtime of ``make_spec(**sections)`` whose Accelerate uses a (CPU) GradScaler, as fp16 on a GPU does."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    compiled = compile_spec(write_spec(tmp_path, text))
+    compiled = compile_spec(make_spec(**sections))
     AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=True, mixed_precision="fp16")  # on the CPU Accelerate makes no scaler ...
     accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=start)  # ... so give it one
@@ -54,8 +37,8 @@ def _scaled_runtime(tmp_path, text: str, start: float = START):
     return build_runtime(compiled.plan, accelerator, compiled.base_dir), compiled.plan
 
 
-def test_one_overflow_halves_the_scale_once_with_two_learners(tmp_path, monkeypatch):
-    runtime, plan = _scaled_runtime(tmp_path, SPEC)
+def test_one_overflow_halves_the_scale_once_with_two_learners(make_spec, monkeypatch):
+    runtime, plan = _scaled_runtime(make_spec, SCALED)
     stage = SearchIteration(runtime, plan.train_stages[0])
     alice = runtime.learners["alice"]
     real, calls = type(alice).logits, {"n": 0}
@@ -80,8 +63,8 @@ def test_one_overflow_halves_the_scale_once_with_two_learners(tmp_path, monkeypa
     assert scaler.get_scale() == START / 2
 
 
-def test_the_scale_survives_growing_phases_and_replaced_optimizers_are_dropped(tmp_path):
-    runtime, plan = _scaled_runtime(tmp_path, GROWING)
+def test_the_scale_survives_growing_phases_and_replaced_optimizers_are_dropped(make_spec):
+    runtime, plan = _scaled_runtime(make_spec, GROWING)
     first, second = (SearchIteration(runtime, s) for s in plan.train_stages)
     for _ in range(3):
         first.run(arch_on=True)
@@ -105,8 +88,8 @@ def _first_order(runtime, plan, loss_scale: float, autocast):
     return torch.cat([g.flatten() for g in plan.hypergradient.compute(ctx)["alice"]])
 
 
-def test_fp16_a_step_agrees_with_float32_when_scaled(tmp_path):
-    runtime, plan = _scaled_runtime(tmp_path, SPEC)
+def test_fp16_a_step_agrees_with_float32_when_scaled(make_spec):
+    runtime, plan = _scaled_runtime(make_spec, SCALED)
     state = [s.state_dict() for s in runtime.streams.values()]
     reference = _first_order(runtime, plan, 1.0, lambda: torch.autocast("cpu", enabled=False))
     for stream, saved in zip(runtime.streams.values(), state):
@@ -119,10 +102,10 @@ def test_fp16_a_step_agrees_with_float32_when_scaled(tmp_path):
     assert cosine > 0.99 and relative < 0.1, (cosine, relative)
 
 
-def test_a_non_finite_a_step_is_skipped_and_the_scale_backs_off(tmp_path):
+def test_a_non_finite_a_step_is_skipped_and_the_scale_backs_off(make_spec):
     from sgl.engine.run.steps import a_step
 
-    runtime, plan = _scaled_runtime(tmp_path, SPEC, start=2.0**127)
+    runtime, plan = _scaled_runtime(make_spec, SCALED, start=2.0**127)
     stage = SearchIteration(runtime, plan.train_stages[0])
     (x, y), (xu, _), (xv, yv) = (runtime.streams[k].next() for k in ("train", "unlabeled", "val"))
     alpha = [p.detach().clone() for p in runtime.learners["alice"].space.arch_parameters()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MINI_SPEC, SPECS, problems, where, write_spec
+from conftest import MINI_SPEC, SEARCH, SPECS, problems, where, write_spec
 from sgl.engine.specs.load import SpecError, load_document, load_spec
 
 
@@ -334,13 +334,14 @@ def test_missing_evaluate_genotype_file(tmp_path):
     assert line.startswith(f"{where(path, 'found/alice.json')}: stages.2.genotype: {tmp_path / 'found/alice.json'}: not a valid genotype file")
 
 
-def test_evaluate_genotype_file_is_relative_to_the_spec(tmp_path, monkeypatch):
+def test_evaluate_genotype_file_is_relative_to_the_spec(make_spec, tmp_path, monkeypatch):
     import json
 
     from sgl.registry.spaces.published import DARTS_V2
 
     write_spec(tmp_path, json.dumps(DARTS_V2.to_json()), "found/alice.json")
-    path = write_spec(tmp_path, MINI_SPEC.replace("{name: derive}", "{name: evaluate, genotype: found/alice.json}"))
+    warmup, search, _ = SEARCH
+    path = make_spec(stages=[warmup, search, {"name": "evaluate", "genotype": "found/alice.json"}])
     monkeypatch.chdir(tmp_path.parent)
     assert problems(path) == []
 
@@ -416,10 +417,9 @@ def test_override_value_syntax_error():
     assert line.startswith("<override 1: seed=[1>:1:") and "YAML syntax error" in line
 
 
-def test_spec_error_lists_problems_as_lines(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace("seed: 1", "seed: -1").replace("batch_size: 32", "batch_size: 0"))
+def test_spec_error_lists_problems_as_lines(make_spec):
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_spec(make_spec(seed=-1, data={"batch_size": 0}))
     assert len(info.value.problems) == 2
     assert str(info.value).splitlines() == [str(p) for p in info.value.problems]
 

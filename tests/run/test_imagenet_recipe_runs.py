@@ -1,7 +1,7 @@
-"""The SGL ImageNet recipes (issue #21): the search with two PC-DARTS learners
-(specs/paper/sgl_pcdarts_imagenet.yaml) and the evaluation of a genotype file from a run directory
-(specs/paper/eval_sgl_imagenet.yaml) validate and plan as the authors ran them, and run end to end
-shrunk to fake data: the search's derived genotype file is what the evaluation then trains."""
+"""The SGL ImageNet recipes run end to end, shrunk to fake data: the search with two PC-DARTS learners
+(specs/paper/sgl_pcdarts_imagenet.yaml) derives a genotype file, and the evaluation of a genotype file
+from a run directory (specs/paper/eval_sgl_imagenet.yaml) trains it. How they plan:
+tests/plan/test_paper_recipes_plan.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import pytest
 
 from conftest import SPECS
-from sgl.engine.plan.compile import compile_spec
 from sgl.engine.run.executor import RunOptions
 from sgl.engine.rundir.session import run_spec
 
@@ -28,30 +27,6 @@ SHRUNK_SEARCH = [
     "stages.0.epochs=1", "stages.1.epochs=2", "stages.1.arch_start=1",
     *(f"stages.3.{item}" for item in TINY_EVAL),
 ]
-
-
-def test_the_sgl_imagenet_search_plans_as_their_script_runs():
-    plan = compile_spec(SEARCH).plan
-    warmup, search = plan.train_stages
-    assert (warmup.epochs, search.epochs) == (10, 45)
-    assert search.arch_from_epoch == 45  # --begin 35 after 10 W-only epochs: epoch 45 of 55
-    assert plan.total_epochs == 55
-    assert plan.data.batch_size == 1024 and plan.data.unlabeled == "train"
-    assert (plan.data.split_train, plan.data.split_val, plan.data.dataset.subset) == (0.8, 0.2, 0.125)
-    for lp in plan.learners.values():
-        assert lp.networks["W"].horizons == (55,) and lp.networks["V"].horizons == (45,)
-        assert lp.arch_grad_clip == 5.0
-    assert plan.hypergradient.running_stats == "update"
-    (evaluate,) = [s for s in plan.stages if s.type == "evaluate"]
-    assert evaluate.learner == "learner1"
-
-
-def test_the_evaluation_takes_a_genotype_file_and_clears_the_base_expectation():
-    compiled = compile_spec(EVALUATE)
-    (stage,) = compiled.spec.stages
-    assert stage.genotype == "genotypes/pc_darts_imagenet.json" and stage.protocol == "pc_darts_imagenet"
-    assert (stage.batch_size, stage.optimizer.lr, stage.schedule.warmup_epochs, stage.epochs) == (1024, 0.5, 5, 250)
-    assert compiled.spec.expect == [] and compiled.plan.expect == ()
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,8 @@ def test_positions_of_keys_and_values(tmp_path):
     assert doc.pos(("learners", "bob", "nope")) == doc.pos(("learners", "bob"))
 
 
-def test_component_mapping_without_name_means_the_default(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC + "optim: {weights: {lr: 0.1}, arch: {lr: 0.002}}\n")
-    spec, _ = load_spec(path)
+def test_component_mapping_without_name_means_the_default(make_spec):
+    spec, _ = load_spec(make_spec(optim={"weights": {"lr": 0.1}, "arch": {"lr": 0.002}}))
     assert spec.optim.weights.name == "sgd" and spec.optim.weights.lr == 0.1
     assert spec.optim.arch.name == "adam" and spec.optim.arch.lr == 0.002
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_cifar10
 from sgl.registry.datasets import (
     Cifar10Config,
     Cifar100Config,
@@ -122,19 +123,6 @@ def _dump(path: Path, obj: dict) -> None:
         pickle.dump(obj, f)
 
 
-def _write_cifar10(root: Path, per_batch: int = 3, n_test: int = 4) -> np.ndarray:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    test_data = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
-    for i in range(1, 6):
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        _dump(folder / f"data_batch_{i}", {"data": data, "labels": [(i + j) % 10 for j in range(per_batch)]})
-    _dump(folder / "test_batch", {"data": test_data, "labels": list(range(n_test))})
-    _dump(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    return test_data
-
-
 def _write_cifar100(root: Path, n_train: int = 5, n_test: int = 3) -> np.ndarray:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -156,7 +144,7 @@ def _expected(row: np.ndarray, mean, std) -> torch.Tensor:
 def test_cifar10_loads_written_batches(tmp_path: Path) -> None:
     from sgl.registry.datasets.cifar import CIFAR10_MEAN, CIFAR10_STD
 
-    test_data = _write_cifar10(tmp_path / "data" / "cifar")
+    test_data = write_cifar10(tmp_path / "data" / "cifar")
     bundle = Cifar10Config().build(tmp_path, seed=0)  # relative root resolves against base_dir
     assert bundle.task == Task(num_classes=10, in_channels=3, image_size=32)
     assert len(bundle.train) == 15 and len(bundle.test) == 4
@@ -171,14 +159,14 @@ def test_cifar10_loads_written_batches(tmp_path: Path) -> None:
 def test_cifar10_train_transform_without_augmentation_is_test_transform(tmp_path: Path) -> None:
     from sgl.registry.datasets.cifar import CIFAR10_MEAN, CIFAR10_STD
 
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     bundle = Cifar10Config(root=tmp_path, augment=False).build(Path("/nonexistent"), seed=0)
     row = bundle.train.data[4].transpose(2, 0, 1).reshape(-1)  # stored HWC
     assert torch.allclose(bundle.train[4][0], _expected(row, CIFAR10_MEAN, CIFAR10_STD), atol=1e-6)
 
 
 def test_cifar10_cutout_goes_last(tmp_path: Path) -> None:
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     bundle = Cifar10Config(root=tmp_path).build(tmp_path, seed=0, cutout=16)
     names = [type(t).__name__ for t in bundle.train.transform.transforms]
     assert names == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize", "Cutout"]
@@ -192,7 +180,7 @@ def test_cifar_download_is_skipped_when_files_exist(tmp_path: Path, monkeypatch:
         raise AssertionError("tried to download")
 
     monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_network)
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     assert len(Cifar10Config(root=tmp_path, download=True).build(tmp_path, seed=0).train) == 15
 
 

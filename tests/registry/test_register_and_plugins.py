@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from conftest import MINI_SPEC, problems, where, write_spec
+from conftest import DARTS, MINI_SPEC, only, problems, where, write_spec
 from sgl import registry
 from sgl.engine.plan.compile import compile_spec
 from sgl.registry import ComponentConfig, RegistryError, register
@@ -168,6 +168,10 @@ def installed_plugin(plugin, monkeypatch):
     return plugin
 
 
+#: The stages ``plugin_spec`` writes, for the tests that build their spec as data.
+PLUGGED_STAGES = [{"name": "search", "epochs": 2, "steps": ["A", "W", "PL", "V"]}, {"name": "derive"}]
+
+
 def plugin_spec(module: str, learners: str) -> str:
     return f"""
 name: plugged
@@ -181,11 +185,11 @@ stages:
 """
 
 
-def test_plugin_learner_kind_validates_and_plans(tmp_path, installed_plugin):
+def test_plugin_learner_kind_validates_and_plans(make_spec, installed_plugin):
     plugin = installed_plugin
     assert "mlp" not in registry.names("model")
-    path = write_spec(tmp_path, plugin_spec(plugin, "alice: {kind: tiny_space, channels: 4}\nm: {kind: mlp, hidden: 8}"))
-    compiled = compile_spec(path)
+    learners = only(alice={"kind": "tiny_space", "channels": 4}, m={"kind": "mlp", "hidden": 8})
+    compiled = compile_spec(make_spec(plugins=[plugin], learners=learners, stages=PLUGGED_STAGES))
     assert "mlp" in registry.names("model") and "tiny_space" in registry.names("search_space")
     assert type(compiled.spec.learners["m"]).__name__ == "MLPConfig" and compiled.spec.learners["m"].hidden == 8
     assert compiled.plan.learners["alice"].searchable and not compiled.plan.learners["m"].searchable
@@ -238,19 +242,18 @@ class _EntryPoint:
         return importlib.import_module(self.value)
 
 
-def test_entry_point_plugins_register_without_a_plugins_key(tmp_path, monkeypatch, plugin):
+def test_entry_point_plugins_register_without_a_plugins_key(make_spec, monkeypatch, plugin):
     from sgl.registry import core
 
     monkeypatch.setattr(core.metadata, "entry_points", lambda group: [_EntryPoint(plugin)] if group == core.PLUGIN_GROUP else [])
-    path = write_spec(tmp_path, plugin_spec(plugin, "a: {kind: darts, channels: 4, layers: 3, nodes: 2}\nm: {kind: mlp}").replace(f"plugins: [{plugin}]\n", ""))
+    path = make_spec(learners=only(a=DARTS, m={"kind": "mlp"}), stages=PLUGGED_STAGES)
     assert problems(path) == []
     assert "mlp" in registry.names("model")
 
 
-def test_broken_entry_point_is_an_input_error_not_a_traceback(tmp_path, monkeypatch, clean_registry):
+def test_broken_entry_point_is_an_input_error_not_a_traceback(make_spec, monkeypatch, clean_registry):
     from sgl.registry import core
 
     monkeypatch.setattr(core.metadata, "entry_points", lambda group: [_EntryPoint("sgl_test_missing_entry_point")])
-    path = write_spec(tmp_path, MINI_SPEC)
-    (line,) = problems(path)
+    (line,) = problems(make_spec())
     assert line.startswith("cannot load the installed sgl.plugins entry points: ModuleNotFoundError(")

@@ -8,24 +8,22 @@ import json
 import pytest
 import torch
 
-from conftest import write_spec
+from conftest import DARTS, FIXED, assert_same_run, only
 from sgl.engine.run.runner import build_runner
 
-SPEC = """
-name: fused
-seed: 0
-data: {dataset: digits, batch_size: 128}
-learners:
-  alice: {kind: darts, channels: 8, layers: 3, nodes: 3}
-  bob: {kind: pc_darts, channels: 8, layers: 3, nodes: 3, partial_channels: 2}
-  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}
-optim: {arch: {lr: 0.05}}
-stages:
-  - {name: warmup, epochs: 1, steps: [W]}
-  - {name: search, epochs: 1, steps: [A, W, PL, V]}
-  - {name: derive}
-run: {cpu: true, log_every: 2}
-"""
+#: Two supernets of 8 channels, 3 nodes (the fused networks' edges and learners batched), and a fixed learner.
+FUSED = {
+    "name": "fused",
+    "seed": 0,
+    "data": {"dataset": "digits", "batch_size": 128},
+    "learners": {"alice": {"kind": "darts", "channels": 8, "layers": 3, "nodes": 3},
+                 "bob": {"kind": "pc_darts", "channels": 8, "layers": 3, "nodes": 3, "partial_channels": 2},
+                 "carol": FIXED},
+    "optim": {"arch": {"lr": 0.05}},
+    "stages": [{"name": "warmup", "epochs": 1, "steps": ["W"]}, {"name": "search", "epochs": 1, "steps": ["A", "W", "PL", "V"]},
+               {"name": "derive"}],
+    "run": {"cpu": True, "log_every": 2},
+}
 
 
 def _largest_difference(a, b) -> dict[str, float]:
@@ -42,8 +40,8 @@ def _largest_difference(a, b) -> dict[str, float]:
     return out
 
 
-def test_a_short_search_is_the_plain_search_up_to_rounding(tmp_path):
-    spec = write_spec(tmp_path, SPEC)
+def test_a_short_search_is_the_plain_search_up_to_rounding(make_spec):
+    spec = make_spec(base=FUSED)
     # plain SGD on the architecture: Adam would turn the rounding noise of a gradient near zero
     # into a step of its full lr in either direction, and hide what this test is about
     small = ["optim.arch={name: sgd, lr: 0.05}", "data.batch_size=32"]
@@ -60,27 +58,24 @@ def test_a_short_search_is_the_plain_search_up_to_rounding(tmp_path):
         assert plain.learners[name].architecture() == fused.learners[name].architecture()
 
 
-def test_second_order_methods_run_through_fused_networks(tmp_path):
-    spec = write_spec(tmp_path, SPEC)
+def test_second_order_methods_run_through_fused_networks(make_spec):
+    spec = make_spec(base=FUSED, learners={"carol": only(DARTS)})
     grads = []
     for fused in ("false", "true"):
-        runner = build_runner(spec, [f"run.fused={fused}", "hypergradient={method: darts_unrolled, hessian: hvp}",
-                                     "learners.carol={kind: darts, channels: 4, layers: 3, nodes: 2}"])
+        runner = build_runner(spec, [f"run.fused={fused}", "hypergradient={method: darts_unrolled, hessian: hvp}"])
         runner.search_iteration()
         grads.append(torch.cat([p.detach().flatten() for p in runner.learners["alice"].space.arch_parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5), float((grads[0] - grads[1]).abs().max())
 
 
-def test_a_fused_run_resumes_bit_identically_and_exports(tmp_path):
+def test_a_fused_run_resumes_bit_identically_and_exports(make_spec, tmp_path):
     from sgl.engine.errors import Interrupted
     from sgl.engine.run.executor import RunOptions
     from sgl.engine.results.export import export_model
     from sgl.engine.results.models import load_model
     from sgl.engine.rundir.session import resume_run, run_spec
-    from test_execute import assert_same_run
 
-    spec = write_spec(tmp_path, SPEC.replace("carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",
-                                             "carol: {kind: darts, channels: 4, layers: 3, nodes: 2}"))
+    spec = make_spec(base=FUSED, learners={"carol": only(DARTS)})
     small = ["run.fused=true", "data.batch_size=32", "data.split={train: 0.1, val: 0.1}"]
     straight = run_spec(spec, small, RunOptions(run_dir=tmp_path / "straight", progress=False))
     with pytest.raises(Interrupted):

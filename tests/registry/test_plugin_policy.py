@@ -12,7 +12,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from conftest import MINI_SPEC, problems, where, write_spec
+from conftest import DARTS, MINI_SPEC, build_spec, only, problems, where, write_spec
 from sgl import registry
 from sgl.engine.cli.main import main
 from sgl.registry import core
@@ -94,13 +94,11 @@ def test_a_module_next_to_the_spec_is_not_run(tmp_path, module_dir):
     assert not marker.exists() and evil not in sys.modules
 
 
-def test_an_installed_entry_point_is_accepted_by_name_and_by_module(tmp_path, module_dir, monkeypatch):
+def test_an_installed_entry_point_is_accepted_by_name_and_by_module(make_spec, module_dir, monkeypatch):
     name = _module(module_dir, PLUGIN)
     _install(monkeypatch, _EntryPoint("policy", name))
-    learners = "learners:\n  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}\n  m: {kind: policy_mlp, hidden: 4}\n"
-    base = MINI_SPEC.split("learners:")[0] + learners + "stages:" + MINI_SPEC.split("stages:")[1]
     for listed in ("policy", name):
-        path = write_spec(tmp_path, base + f"plugins: [{listed}]\n")
+        path = make_spec(learners=only(alice=DARTS, m={"kind": "policy_mlp", "hidden": 4}), plugins=[listed])
         assert problems(path) == []
     assert "policy_mlp" in registry.names("model")
 
@@ -115,22 +113,21 @@ def test_an_unknown_name_lists_the_installed_plugins(tmp_path, module_dir, monke
     ]
 
 
-def test_cli_plugin_option_imports_a_module_from_sys_path(tmp_path, module_dir):
+def test_cli_plugin_option_imports_a_module_from_sys_path(make_spec, module_dir):
     name = _module(module_dir, PLUGIN)
-    spec = MINI_SPEC.replace("bob: {kind: darts, channels: 4, layers: 3, nodes: 2}", "bob: {kind: policy_mlp}")
-    path = write_spec(tmp_path, spec)
+    path = make_spec(learners={"bob": only(kind="policy_mlp")})
     assert _invoke("validate", str(path)).exit_code == 2  # without it the kind is unknown
     result = _invoke("--plugin", name, "validate", str(path))
     assert result.exit_code == 0, result.output
     assert name in sys.modules and "policy_mlp" in registry.names("model")
     # A spec may then name the module it needs.
-    named = write_spec(tmp_path, spec + f"plugins: [{name}]\n", "named.yaml")
+    named = make_spec("named.yaml", learners={"bob": only(kind="policy_mlp")}, plugins=[name])
     assert _invoke("--plugin", name, "validate", str(named)).exit_code == 0
 
 
-def test_cli_plugin_option_is_repeatable_and_a_bad_module_is_a_clean_error(tmp_path, module_dir):
+def test_cli_plugin_option_is_repeatable_and_a_bad_module_is_a_clean_error(make_spec, module_dir):
     first, second = _module(module_dir, PLUGIN), _module(module_dir, "raise RuntimeError('broken on purpose')\n")
-    path = write_spec(tmp_path, MINI_SPEC)
+    path = make_spec()
     result = _invoke("--plugin", first, "--plugin", second, "validate", str(path))
     assert result.exit_code == 2
     assert result.output == f"--plugin {second}: cannot import it: RuntimeError: broken on purpose\n"
@@ -146,7 +143,7 @@ def test_resume_reads_the_run_directory_spec_under_the_same_policy(tmp_path, mod
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"base_dir": str(tmp_path)}), encoding="utf-8")
-    write_spec(run_dir, MINI_SPEC + f"plugins: [{evil}]\n", "spec.resolved.yaml")
+    build_spec(run_dir / "spec.resolved.yaml", plugins=[evil])
     result = _invoke("resume", str(run_dir))
     assert result.exit_code == 2
     assert f"plugins.0: no installed sgl.plugins entry point {evil!r}" in result.output

@@ -1,4 +1,5 @@
-"""Networks built from genotypes (DARTS' NetworkCIFAR / NetworkImageNet)."""
+"""Networks built from genotypes (DARTS' NetworkCIFAR / NetworkImageNet), and their cost as the DARTS
+evaluation protocol builds them."""
 
 from __future__ import annotations
 
@@ -31,6 +32,18 @@ def test_darts_v2_parameter_count_matches_the_paper() -> None:
     n = count_parameters(model)
     assert abs(n - 3.3e6) <= 0.05e6, n  # DARTS reports 3.349342 MB
     assert count_parameters(model, exclude_auxiliary=False) > n  # the head exists and is excluded
+
+
+def test_darts_v2_at_the_paper_size_has_3_3m_parameters() -> None:
+    from sgl.registry.evaluation import DartsProtocol, build_network
+    from sgl.registry.evaluation.genotype_training import network_cost
+    from sgl.registry.spaces.published import DARTS_V2
+
+    task = Task(num_classes=10, in_channels=3, image_size=32)
+    net = build_network(DartsProtocol(channels=36, layers=20, auxiliary_weight=0.4).network_info(DARTS_V2, task))
+    cost = network_cost(net, task)
+    assert round(cost["params_M"], 1) == 3.3, cost
+    assert 450 < cost["madds_M"] < 600, cost  # about 528M multiply-adds on a 32x32 image
 
 
 def test_cifar_forward_with_aux_in_training() -> None:

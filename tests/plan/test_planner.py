@@ -8,7 +8,7 @@ import json
 import pytest
 from rich.console import Console
 
-from conftest import MINI_SPEC, SPECS, problems, where, write_spec
+from conftest import DARTS, MINI_SPEC, SEARCH, SPECS, only, problems, where, write_spec
 from sgl.engine.plan import view as plan_view
 from sgl.engine.plan.compile import compile_spec
 from sgl.engine.plan.build import learner_seed
@@ -155,12 +155,9 @@ def test_evaluate_fixed_learner(tmp_path):
     assert problems(path) == [f"{where(path, 'bob}')}: stages.2.learner: learner 'bob' is fixed: it has no genotype to evaluate"]
 
 
-def test_evaluate_named_genotype_and_own_learner_are_fine(tmp_path):
-    path = write_spec(
-        tmp_path,
-        MINI_SPEC.replace("{name: derive}", "{name: derive}\n  - {name: evaluate, learner: alice}\n  - {name: final, type: evaluate, genotype: DARTS_V2}"),
-    )
-    plan = plan_of(path)
+def test_evaluate_named_genotype_and_own_learner_are_fine(make_spec):
+    evaluate = [{"name": "evaluate", "learner": "alice"}, {"name": "final", "type": "evaluate", "genotype": "DARTS_V2"}]
+    plan = plan_of(make_spec(stages=[*SEARCH, *evaluate]))
     assert [(s.type, getattr(s, "learner", None)) for s in plan.stages[2:]] == [("derive", None), ("evaluate", "alice"), ("evaluate", None)]
     assert plan.stages[3].protocol.protocol == "darts" and plan.stages[4].given_as == "DARTS_V2"
     edges = {(e.src, e.dst) for e in plan.edges if e.dst.startswith("evaluate:")}
@@ -254,15 +251,14 @@ def test_optimizer_step_arithmetic():
     assert delayed.stages[1].optimizer_steps == 6 * 3 * iterations + 2 * 1 * iterations
 
 
-def test_unknown_dataset_size_leaves_counts_open(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace("dataset: digits", "dataset: imagenet_folder"))
-    plan = plan_of(path)
+def test_unknown_dataset_size_leaves_counts_open(make_spec):
+    plan = plan_of(make_spec(data={"dataset": "imagenet_folder"}))
     assert plan.data.examples == {"train": None, "val": None}
     assert plan.stages[0].iterations_per_epoch is None and plan.stages[0].optimizer_steps is None
 
 
-def test_plain_darts_is_one_learner_without_stage_two(tmp_path):
-    path = write_spec(tmp_path, ONE_LEARNER.replace("pseudo: 1.0", "pseudo: 0").replace("[A, W, PL, V]", "[A, W]"))
+def test_plain_darts_is_one_learner_without_stage_two(make_spec):
+    path = make_spec(learners=only(alice=DARTS), loss_weights={"pseudo": 0}, stages=[{"name": "search", "epochs": 2, "steps": ["A", "W"]}])
     plan = plan_of(path)
     (lp,) = plan.learners.values()
     assert (tuple(lp.networks), lp.arch_net, lp.peers) == (("W",), "W", ())
@@ -271,9 +267,9 @@ def test_plain_darts_is_one_learner_without_stage_two(tmp_path):
     assert set(plan.passes) == {"W", "A"}
 
 
-def test_zero_pseudo_weight_drops_peers_and_pseudo_labels(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace("[A, W, PL, V]", "[A, W, V]") + "loss_weights: {pseudo: 0}\n")
-    plan = plan_of(path)
+def test_zero_pseudo_weight_drops_peers_and_pseudo_labels(make_spec):
+    warmup, search, derive = SEARCH
+    plan = plan_of(make_spec(loss_weights={"pseudo": 0}, stages=[warmup, {**search, "steps": ["A", "W", "V"]}, derive]))
     assert all(lp.peers == () for lp in plan.learners.values())
     assert not any(n.step == "PL" for n in plan.nodes)
     assert plan.passes["V"] == {"forward": 2, "backward": 2}  # no extra pass on x_u

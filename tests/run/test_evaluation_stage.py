@@ -10,35 +10,29 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DARTS, build_spec, only, run_in
 from sgl.engine.errors import Interrupted
 from sgl.engine.run.executor import RunOptions
-from sgl.engine.rundir.session import resume_run, run_spec
-from sgl.registry.evaluation import DartsProtocol, build_network
-from sgl.registry.evaluation.genotype_training import network_cost
+from sgl.engine.rundir.session import resume_run
+from sgl.registry.evaluation import build_network
 from sgl.registry.spaces.published import DARTS_V2
-from sgl.registry.task import Task
 
 FIELDS = {
     "stage", "genotype", "genotype_json", "dataset", "epochs", "test_error_final", "test_error_best",
     "test_acc_final", "test_acc_best", "params_M", "madds_M", "device", "device_hours", "wall_seconds",
 }
 
-#: An evaluation-only spec on small fake data (8x8 images, 48 train, 24 test).
-EVAL_ONLY = """
-name: evaluate_only
-data: {{dataset: {{name: fake, train_size: {train}, test_size: 24, image_size: 8}}, eval_batch_size: 16}}
-stages:
-  - {{type: evaluate, name: eval, genotype: DARTS_V2, epochs: {epochs}, channels: {channels}, layers: 3,
-     batch_size: 16, cutout: {cutout}, auxiliary_weight: {aux}, drop_path: {drop}}}
-run: {{cpu: true}}
-"""
-
-
 def evaluate(tmp_path: Path, folder: str, *, train: int = 48, epochs: int = 1, channels: int = 8, cutout: int = 4,
              aux: float = 0.4, drop: float = 0.3, **options) -> Path:
-    spec = tmp_path / "eval.yaml"
-    spec.write_text(EVAL_ONLY.format(train=train, epochs=epochs, channels=channels, cutout=cutout, aux=aux, drop=drop))
-    return run_spec(spec, (), RunOptions(run_dir=tmp_path / folder, progress=False, **options))
+    """An evaluation-only run of DARTS_V2 on small fake data (8x8 images, ``train`` to train on, 24 to test)."""
+    spec = build_spec(tmp_path / "eval.yaml", {
+        "name": "evaluate_only",
+        "data": {"dataset": {"name": "fake", "train_size": train, "test_size": 24, "image_size": 8}, "eval_batch_size": 16},
+        "stages": [{"type": "evaluate", "name": "eval", "genotype": "DARTS_V2", "epochs": epochs, "channels": channels, "layers": 3,
+                    "batch_size": 16, "cutout": cutout, "auxiliary_weight": aux, "drop_path": drop}],
+        "run": {"cpu": True},
+    })
+    return run_in(spec, tmp_path / folder, **options)
 
 
 def lines(run_dir: Path) -> list[dict]:
@@ -109,60 +103,15 @@ def test_resumes_mid_epoch_after_a_signal_bit_identically(tmp_path: Path, monkey
     _same_evaluation(tmp_path / "a", evaluate(tmp_path, "b", **options))
 
 
-def test_darts_v2_at_the_paper_size_has_3_3m_parameters() -> None:
-    task = Task(num_classes=10, in_channels=3, image_size=32)
-    net = build_network(DartsProtocol(channels=36, layers=20, auxiliary_weight=0.4).network_info(DARTS_V2, task))
-    cost = network_cost(net, task)
-    assert round(cost["params_M"], 1) == 3.3, cost
-    assert 450 < cost["madds_M"] < 600, cost  # about 528M multiply-adds on a 32x32 image
-
-
-def test_learner_genotype_comes_from_the_search(tmp_path: Path) -> None:
-    spec = tmp_path / "search.yaml"
-    spec.write_text("""
-name: search_then_evaluate
-data: {dataset: {name: fake, train_size: 64, test_size: 16, image_size: 8}, batch_size: 16}
-learners: {alice: {kind: darts, channels: 4, layers: 3, nodes: 2}}
-loss_weights: {pseudo: 0}
-stages:
-  - {epochs: 1, steps: [A, W]}
-  - {type: evaluate, learner: alice, epochs: 1, channels: 4, layers: 3, batch_size: 16, cutout: 0}
-run: {cpu: true}
-""")
-    run_dir = run_spec(spec, (), RunOptions(run_dir=tmp_path / "run", progress=False))
+def test_learner_genotype_comes_from_the_search(make_spec, tmp_path: Path) -> None:
+    data = only(dataset={"name": "fake", "train_size": 64, "test_size": 16, "image_size": 8}, batch_size=16)
+    stages = [{"epochs": 1, "steps": ["A", "W"]},
+              {"type": "evaluate", "learner": "alice", "epochs": 1, "channels": 4, "layers": 3, "batch_size": 16, "cutout": 0}]
+    spec = make_spec(data=data, learners=only(alice=DARTS), loss_weights={"pseudo": 0}, stages=stages)
+    run_dir = run_in(spec, tmp_path / "run")
     summary = json.loads((run_dir / "summary.json").read_text())
     (result,) = summary["evaluations"]
     assert result["genotype"] == "genotypes/alice.json" and result["learner"] == "alice"
     assert result["genotype_json"] == json.loads((run_dir / "genotypes" / "alice.json").read_text())
 
 
-def test_train_command_takes_evaluation_only_specs(tmp_path: Path) -> None:
-    import click
-    from click.testing import CliRunner
-
-    from sgl.engine.cli.results import make_train_command
-
-    calls = []
-
-    @click.command("run")
-    @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-    @click.argument("overrides", nargs=-1)
-    @click.option("--overwrite", is_flag=True)
-    def run(spec, overrides, overwrite):
-        calls.append((spec.name, overrides, overwrite))
-
-    cli = click.Group(commands=[make_train_command(run)])
-    evaluation = tmp_path / "eval.yaml"
-    evaluation.write_text("name: e\ndata: {dataset: fake}\nstages:\n  - {type: evaluate, genotype: DARTS_V2, epochs: 1}\n")
-    result = CliRunner().invoke(cli, ["train", str(evaluation), "stages.0.epochs=2", "--overwrite"])
-    assert result.exit_code == 0, result.output
-    assert calls == [("eval.yaml", ("stages.0.epochs=2",), True)]
-
-    search = tmp_path / "search.yaml"
-    search.write_text("name: s\nlearners: {a: {kind: darts}}\nloss_weights: {pseudo: 0}\n"
-                      "stages:\n  - {name: search, epochs: 1, steps: [A, W]}\n  - {type: evaluate, learner: a}\n")
-    result = CliRunner().invoke(cli, ["train", str(search)])
-    assert result.exit_code == 2 and "sgl run" in result.output and "search (train)" in result.output
-    result = CliRunner().invoke(cli, ["train", str(evaluation), "stages.0.epochz=2"])
-    assert result.exit_code == 2 and "epochz" in result.output
-    assert len(calls) == 1

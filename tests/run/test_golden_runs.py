@@ -5,7 +5,7 @@ produces: every metrics line (wall times left out), every genotype file and hist
 weight, α/β and BatchNorm buffer of the final checkpoint, and the evaluated network's weights.
 A change of behaviour must change these numbers on purpose, with a note in the commit.
 
-Re-record (only for an intended change of behaviour): ``python tests/test_golden.py``.
+Re-record (only for an intended change of behaviour): ``python tests/run/test_golden_runs.py --write``.
 """
 
 from __future__ import annotations
@@ -18,43 +18,41 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+if __name__ == "__main__":  # recording (below): conftest is in tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conftest import DARTS, FIXED, PC_DARTS, SPECS, build_spec  # noqa: E402
 
 #: The quickstart itself (DARTS + PC-DARTS + ResNet-18), shrunk with overrides.
-QUICKSTART = (REPO / "specs" / "quickstart.yaml", (
+QUICKSTART = (SPECS / "quickstart.yaml", (
     "data.split.train=0.15", "data.split.val=0.15", "stages.1.epochs=2", "run.log_every=3", "run.cpu=true",
     "expect=[]",  # the quickstart's expectations are for its full size
 ))
 
-#: Growing phases, a second-order method with a chain through the labels, derive and evaluate.
-OTHERS = """
-name: golden_{which}
-seed: 3
-data: {{dataset: digits, batch_size: 16, split: {{train: 0.1, val: 0.1}}}}
-learners:
-{learners}
-hypergradient: {hyper}
-stages:
-{stages}
-run: {{cpu: true, log_every: 4}}
-"""
 
+def _other(which: str, learners: dict, hypergradient: dict, stages: list) -> dict:
+    return {"name": f"golden_{which}", "seed": 3, "data": {"dataset": "digits", "batch_size": 16, "split": {"train": 0.1, "val": 0.1}},
+            "learners": learners, "hypergradient": hypergradient, "stages": stages, "run": {"cpu": True, "log_every": 4}}
+
+
+#: Growing phases, a second-order method with a chain through the labels, derive and evaluate.
 CASES = {
-    "p_darts": dict(
-        learners="  pat: {kind: p_darts, channels: 4, nodes: 2, phases: [{layers: 3, ops: 8, skip_dropout: 0.1}, "
-                 "{layers: 4, ops: 3, skip_dropout: 0.2}]}\n  sam: {kind: darts, channels: 4, layers: 3, nodes: 2}",
-        hyper="{method: first_order}",
-        stages="  - {name: phase1, epochs: 2, steps: [A, W, PL, V], arch_start: 1}\n"
-               "  - {name: phase2, epochs: 1, steps: [A, W, PL, V]}\n  - {name: derive}",
+    "p_darts": _other(
+        "p_darts",
+        learners={"pat": {"kind": "p_darts", "channels": 4, "nodes": 2,
+                          "phases": [{"layers": 3, "ops": 8, "skip_dropout": 0.1}, {"layers": 4, "ops": 3, "skip_dropout": 0.2}]},
+                  "sam": DARTS},
+        hypergradient={"method": "first_order"},
+        stages=[{"name": "phase1", "epochs": 2, "steps": ["A", "W", "PL", "V"], "arch_start": 1},
+                {"name": "phase2", "epochs": 1, "steps": ["A", "W", "PL", "V"]}, {"name": "derive"}],
     ),
-    "chain_evaluate": dict(
-        learners="  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}\n"
-                 "  bob: {kind: pc_darts, channels: 4, layers: 3, nodes: 2, partial_channels: 2}\n"
-                 "  carol: {kind: genotype, genotype: DARTS_V2, channels: 4, layers: 2}",
-        hyper="{method: full_chain, hessian: hvp}",
-        stages="  - {name: warmup, epochs: 1, steps: [W]}\n  - {name: search, epochs: 1, steps: [A, W, PL, V]}\n"
-               "  - {name: derive}\n"
-               "  - {name: evaluate, learner: alice, epochs: 2, channels: 4, layers: 3, batch_size: 32, cutout: 2}",
+    "chain_evaluate": _other(
+        "chain_evaluate",
+        learners={"alice": DARTS, "bob": PC_DARTS, "carol": FIXED},
+        hypergradient={"method": "full_chain", "hessian": "hvp"},
+        stages=[{"name": "warmup", "epochs": 1, "steps": ["W"]}, {"name": "search", "epochs": 1, "steps": ["A", "W", "PL", "V"]},
+                {"name": "derive"},
+                {"name": "evaluate", "learner": "alice", "epochs": 2, "channels": 4, "layers": 3, "batch_size": 32, "cutout": 2}],
     ),
 }
 
@@ -122,9 +120,7 @@ def run_case(name: str, tmp: Path) -> Path:
     if name == "quickstart":
         spec, overrides = QUICKSTART
     else:
-        spec = tmp / f"{name}.yaml"
-        spec.write_text(OTHERS.format(which=name, **CASES[name]), encoding="utf-8")
-        overrides = ()
+        spec, overrides = build_spec(tmp / f"{name}.yaml", CASES[name]), ()
     return run_spec(spec, overrides, RunOptions(run_dir=tmp / name, progress=False))
 
 
@@ -141,13 +137,13 @@ def test_short_runs_match_their_golden_digests(name: str, tmp_path: Path, record
     assert _recorded_part(digests(run_case(name, tmp_path)), recorded) == recorded
 
 
-if __name__ == "__main__":  # record: python tests/test_golden.py [--write] [case ...]
+if __name__ == "__main__":  # record: python tests/run/test_golden_runs.py [--write] [case ...]
     import os
     import tempfile
 
-    torch.set_num_threads(1)  # as under pytest (tests/conftest.py)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import read_digests, write_digests
+
+    torch.set_num_threads(1)  # as under pytest (tests/conftest.py)
 
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or ["quickstart", "p_darts", "chain_evaluate"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MINI_SPEC, REPO, SPECS, where, write_spec
+from sgl.engine.specs.schema import schema_text
 
 
 def sgl(*args: str, cwd: Path = REPO, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -36,9 +37,8 @@ def test_bad_spec_exits_2_with_one_clean_line(tmp_path):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    path = write_spec(tmp_path, MINI_SPEC.replace("seed: 1", "seed: -1"))
-    result = sgl("--debug", "validate", str(path))
+def test_debug_shows_the_traceback(make_spec):
+    result = sgl("--debug", "validate", str(make_spec(seed=-1)))
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "SpecError" in result.stderr
     assert "seed: input should be greater than or equal to 0" in result.stderr
@@ -112,6 +112,15 @@ def test_components_lists_the_catalogue():
 def test_usage_errors_exit_2():
     assert sgl("validate").returncode == 2
     assert sgl("no-such-command").returncode == 2
+
+
+def test_cli_schema_prints_and_writes_the_same_text(tmp_path):
+    out = tmp_path / "schema.json"
+    cmd = [sys.executable, "-m", "sgl.engine.cli.main"]
+    printed = subprocess.run([*cmd, "schema"], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    subprocess.run([*cmd, "schema", "-o", str(out)], capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(printed) == json.loads(out.read_text(encoding="utf-8"))
+    assert out.read_text(encoding="utf-8") == schema_text()
 
 
 def _imported(stderr: str) -> set[str]:

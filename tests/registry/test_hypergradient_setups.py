@@ -2,7 +2,7 @@
 
 A non-SGD weight optimizer, the cost of the functional networks (results pinned bit for bit),
 finite differences under bf16 autocast, ``running_stats: update``, and the executor's loss scale.
-The groups are built by ``test_hypergradients.make_group``.
+The groups are built by ``conftest.make_group``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import dataclasses
 import datetime
 import hashlib
 import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # recording (below): conftest is in tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest
 import torch
@@ -19,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from conftest import assert_same_state, compare, make_group, real_space, snapshot, wrap_group
 from sgl.registry.hypergrad import DartsUnrolledConfig, ExactConfig, FirstOrderConfig, FullChainConfig, virtual_step
 from sgl.registry.hypergrad.exact import exact
 from sgl.registry.hypergrad.first_order import first_order
@@ -26,7 +32,6 @@ from sgl.registry.hypergrad.full_chain import full_chain
 from sgl.registry.hypergrad.unrolled import darts_unrolled
 from sgl.registry.hypergrad.virtual_step import Functional, finite_difference, stage2
 from sgl.registry.optim import AdamConfig, SGDConfig
-from test_hypergradients import _real_space, _wrapped, assert_same_state, compare, make_group, snapshot
 
 
 def bf16():
@@ -35,7 +40,7 @@ def bf16():
 
 def darts_group(**kw):
     """Two tiny real DARTS supernets (ReLU, max-pool, BatchNorm), float32, and one fixed learner."""
-    return make_group(build=_real_space("darts"), dtype=torch.float32, **kw)
+    return make_group(build=real_space("darts"), dtype=torch.float32, **kw)
 
 
 @pytest.fixture
@@ -99,7 +104,7 @@ def test_first_order_accepts_any_weight_optimizer():
 
 #: sha256[:16] of every method's gradients are in tests/digests/<CPU kind>.json ("hypergradients"),
 #: first recorded at b1ab17b (before the buffers were copied once per network and the virtual step
-#: built lazily), on one CPU thread: ``python tests/test_hypergrad_setups.py --write`` records them.
+#: built lazily), on one CPU thread: ``python tests/registry/test_hypergradient_setups.py --write`` records them.
 #: The finite-difference rows under bf16 are absent on purpose: they changed when the
 #: finite-difference passes left autocast (fix 3).
 CASES = ["standin_f64 first_order", "standin_f64 darts_unrolled/fd", "standin_f64 darts_unrolled/hvp",
@@ -302,7 +307,7 @@ def _ddp_stats_worker(rank: int, world: int, rendezvous: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=60))
     try:
-        ctx = _wrapped(make_group(seed=rank), nn.parallel.DistributedDataParallel)
+        ctx = wrap_group(make_group(seed=rank), nn.parallel.DistributedDataParallel)
         if rank == 0:
             # rank 1 sits at the barrier: a buffer broadcast (DDP's forward) would time out here
             for cfg in (FirstOrderConfig(running_stats="update"), DartsUnrolledConfig(running_stats="update", hessian="hvp")):
@@ -373,9 +378,7 @@ def test_loss_scale_reaches_the_backward_passes(monkeypatch):
         assert b == pytest.approx(a * 2.0**16, rel=1e-3), (a, b)
 
 
-if __name__ == "__main__":  # record: python tests/test_hypergrad_setups.py [--write]
-    import sys
-
+if __name__ == "__main__":  # record: python tests/registry/test_hypergradient_setups.py [--write]
     torch.set_num_threads(1)
     values = {case: digest(RUNS[case.split(" ")[1]](SETUPS[case.split(" ")[0]]())) for case in CASES}
     for key, value in values.items():

@@ -1,20 +1,18 @@
-"""A data path that can feed a GPU (issue #13): whole-batch augmentation on the device, the
-evaluation transform for D_val, and accuracy measured on a subset or every few epochs."""
+"""Whole-batch augmentation on the device (``registry/datasets/batched.py``): crop, flip, Cutout and
+normalisation as torchvision's per-image transforms, with their distributions; CIFAR's images held on
+the device and its evaluation view for D_val."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
 import torch
 from torchvision import transforms
 
-from sgl.engine.run.data import BatchStream
+from conftest import write_cifar10
 from sgl.registry.datasets import Cifar10Config
 from sgl.registry.datasets.base import Cutout
-from sgl.registry.datasets.batched import BatchAugment, InMemory, cutout, random_crop, random_flip
-from test_datasets import _write_cifar10
+from sgl.registry.datasets.batched import BatchAugment, cutout, random_crop, random_flip
 
 MEAN, STD = (0.49, 0.48, 0.44), (0.25, 0.24, 0.26)
 
@@ -77,29 +75,8 @@ def test_batched_draws_have_the_per_image_distributions():
     assert float(zeroed.max()) == 256 and float(zeroed.min()) >= 64  # 16x16, clipped at a corner to 8x8
 
 
-def _resident_stream(data: InMemory, **kwargs) -> BatchStream:
-    return BatchStream(torch.utils.data.TensorDataset(data.images, data.labels), torch.arange(len(data.labels)), 16,
-                       seed=5, resident=data, **kwargs)
-
-
-def test_device_batches_are_seeded_per_position_and_resume_exactly():
-    data = InMemory(_bytes(64), torch.arange(64) % 10, BatchAugment(pad=4, flip=True, mean=MEAN, std=STD, cutout=8))
-    a, b = _resident_stream(data), _resident_stream(data)
-    first = [a.next() for _ in range(6)]
-    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(first, (b.next() for _ in range(6))))
-    c = _resident_stream(data)
-    for _ in range(3):
-        c.next()
-    saved = c.state_dict()
-    d = _resident_stream(data)
-    d.load_state_dict(saved)
-    assert all(torch.equal(d.next()[0], x) for x, _ in first[3:])
-    ranks = [_resident_stream(data, rank=r, world=2).next()[0] for r in (0, 1)]
-    assert not torch.equal(*ranks)
-
-
 def test_cifar_offers_its_images_on_the_device_and_an_evaluation_view(tmp_path: Path):
-    _write_cifar10(tmp_path / "cifar", per_batch=8)
+    write_cifar10(tmp_path / "cifar", per_batch=8)
     bundle = Cifar10Config(root=tmp_path / "cifar").build(tmp_path, seed=0, cutout=4)
     data = bundle.train.in_memory()
     assert data.images.dtype == torch.uint8 and data.images.shape == (40, 3, 32, 32)
@@ -109,58 +86,3 @@ def test_cifar_offers_its_images_on_the_device_and_an_evaluation_view(tmp_path: 
     image, _ = bundle.train_eval[0]
     torch.testing.assert_close(image, bundle.train_eval.batch_augment.normalise(data.images[:1])[0], rtol=1e-6, atol=1e-6)
     assert not any(isinstance(t, (Cutout, transforms.RandomCrop)) for t in bundle.train_eval.transform.transforms)
-
-
-SPEC = """
-name: data_path
-seed: 3
-data: {{dataset: {{name: cifar10, root: cifar}}, batch_size: 8, split: {{train: 0.5, val: 0.5}}, batches: {batches}{extra}}}
-learners:
-  alice: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
-  bob: {{kind: darts, channels: 4, layers: 3, nodes: 2}}
-stages:
-  - {{name: search, epochs: {epochs}, steps: [A, W, PL, V]}}
-run: {{cpu: true, log_every: 2}}
-"""
-
-
-def _run(tmp_path: Path, name: str, batches: str = "device", extra: str = "", epochs: int = 2, **options) -> Path:
-    from sgl.engine.run.executor import RunOptions
-    from sgl.engine.rundir.session import run_spec
-
-    if not (tmp_path / "cifar").exists():
-        _write_cifar10(tmp_path / "cifar", per_batch=8)
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(SPEC.format(batches=batches, extra=extra, epochs=epochs))
-    return run_spec(spec, (), RunOptions(run_dir=tmp_path / name, progress=False, **options))
-
-
-def test_a_search_on_device_batches_resumes_bit_identically(tmp_path):
-    from sgl.engine.errors import Interrupted
-    from sgl.engine.run.executor import RunOptions
-    from sgl.engine.rundir.session import resume_run
-    from test_execute import assert_same_run
-
-    straight = _run(tmp_path, "straight")
-    with pytest.raises(Interrupted):
-        _run(tmp_path, "stopped", stop_after_epochs=1)
-    resume_run(tmp_path / "stopped", RunOptions(progress=False))
-    assert_same_run(straight, tmp_path / "stopped")
-
-
-def test_accuracy_on_d_val_every_few_epochs_and_on_a_subset(tmp_path, monkeypatch):
-    from sgl.engine.run.runtime import Runtime
-
-    seen = []
-    real = Runtime.network_accuracy
-
-    def counting(self, learner, net, dataset, indices, with_loss=False):
-        seen.append(None if indices is None else len(indices))
-        return real(self, learner, net, dataset, indices, with_loss)
-
-    monkeypatch.setattr(Runtime, "network_accuracy", counting)
-    run_dir = _run(tmp_path, "sparse", batches="per_image", extra=", val_every: 2, val_subset: 5", epochs=3)
-    epochs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in l]
-    measured = sorted({r["epoch"] for r in epochs if "val/V/acc" in r})
-    assert measured == [1, 2]  # every second epoch, and the last
-    assert set(n for n in seen if n is not None) == {5}

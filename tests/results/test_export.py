@@ -1,4 +1,4 @@
-"""`sgl export`: TorchScript gives the eager logits; pt files rebuild; a run directory's learners export."""
+"""Exporting networks: TorchScript gives the eager logits; pt files rebuild; a run directory's learners export."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DARTS, build_spec
 from sgl.engine.run.evaluation import model_package
 from sgl.engine.results.export import ExportError, export_model, to_onnx, to_torchscript
 from sgl.engine.results.models import ArchBaked, exportable, load_model
@@ -66,19 +67,10 @@ def _mini_run(tmp_path: Path) -> tuple[Path, dict[str, torch.nn.Module]]:
 
     run = tmp_path / "run"
     run.mkdir()
-    spec_text = """
-name: mini
-seed: 1
-data: {dataset: digits, batch_size: 32}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-  bob: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: search, epochs: 1, steps: [A, W, PL, V]}
-  - {name: derive}
-  - {name: evaluate, learner: bob, epochs: 1, channels: 4, layers: 3}
-"""
-    (run / "spec.resolved.yaml").write_text(spec_text.lstrip())
+    stages = [{"name": "search", "epochs": 1, "steps": ["A", "W", "PL", "V"]}, {"name": "derive"},
+              {"name": "evaluate", "learner": "bob", "epochs": 1, "channels": 4, "layers": 3}]
+    build_spec(run / "spec.resolved.yaml", {"name": "mini", "seed": 1, "data": {"dataset": "digits", "batch_size": 32},
+                                            "learners": {"alice": DARTS, "bob": DARTS}, "stages": stages})
     (run / "run.json").write_text(json.dumps({"name": "mini", "spec": "spec.yaml", "base_dir": str(tmp_path), "overrides": [], "seed": 1,
                                               "task": {"num_classes": 10, "in_channels": 1, "image_size": 8}}))
     plan = compile_spec(run / "spec.resolved.yaml").plan
@@ -152,17 +144,3 @@ def test_onnx_export_writes_a_checked_model(tmp_path: Path) -> None:  # pragma: 
     net = GenotypeNetConfig(genotype="DARTS_V2", channels=4, layers=3).build(DIGITS)
     path = to_onnx(net, torch.randn(1, 1, 8, 8), tmp_path / "net.onnx")
     onnx.checker.check_model(onnx.load(str(path)))
-
-
-
-def test_export_command_reports_bad_input_with_exit_code_2(tmp_path: Path) -> None:
-    import click
-    from click.testing import CliRunner
-
-    from sgl.engine.cli.results import export
-
-    cli = click.Group(commands=[export])
-    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--learner", "alice", "--format", "pt"])
-    assert result.exit_code == 2 and "not an sgl run directory" in result.output
-    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--learner", "alice", "--format", "keras"])
-    assert result.exit_code == 2
