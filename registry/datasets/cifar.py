@@ -14,7 +14,7 @@ The batches are pickles, and torchvision unpickles them with ``pickle.load``, wh
 code a crafted file names. We read them ourselves through ``safe_pickle.load`` (plain data and
 numpy arrays only), so ``__init__`` below repeats torchvision's few lines of loading. This relies
 on torchvision's private ``_check_integrity`` and ``_load_meta`` hooks and its ``train_list`` /
-``test_list`` / ``meta`` layout; tests/test_datasets.py exercises them, so a change shows up there.
+``test_list`` / ``meta`` layout; tests/registry/test_datasets.py exercises them, so a change shows up there.
 """
 
 from __future__ import annotations
