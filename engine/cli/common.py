@@ -139,7 +139,9 @@ def run_errors(fn):
                 raise
             click.echo("the run finished, but not as its spec expects:\n" + "\n".join(f"  {line}" for line in exc.lines), err=True)
             _leave(ctx, 1)
-        except Interrupted:
+        except Interrupted as exc:
+            if kwargs.get("quiet") and not kwargs.get("stop_after"):
+                click.echo(f"stopped: {exc}", err=True)  # a stop not asked for by --stop-after: say how to go on
             _leave(ctx, 0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)
 
     return wrapper

@@ -160,15 +160,12 @@ class RunDir:
         """Whether a run (or a run's set-up, or a lock) began here."""
         return any((self.path / name).exists() for name in (*SETUP, "metrics.jsonl", "summary.json", RunLock.NAME))
 
-    def resume_command(self) -> str:
-        return f"sgl resume {shlex.quote(str(self.path))}"
-
     # -- reading
     def read_run_info(self) -> dict[str, Any]:
         if not self.run_info.exists():
             if self._partly_set_up():
-                raise RunDirError(f"{str(self.path)!r} was stopped while it was being set up, before anything of its "
-                                  f"spec was written (it has no {self.run_info.name}); start it again with the same "
+                raise RunDirError(f"{str(self.path)!r} was stopped while it was being set up, before anything ran (it "
+                                  f"has no {self.run_info.name}, which records its spec); start it again with the same "
                                   f"`sgl run` command and --run-dir {shlex.quote(str(self.path))} --overwrite")
             raise RunDirError(f"{str(self.path)!r} is not an sgl run directory (no {self.run_info.name})")
         info = read_json(self.run_info)
