@@ -16,7 +16,7 @@ from ..errors import RunDirError
 from ..summary import Summary, read_summary
 from .lock import RunLock
 from .files import _json_safe, atomic_write_bytes, atomic_write_text, read_json, write_json
-from .links import check_inside, links_in, open_no_follow, refusal
+from .links import check_inside, misplaced, open_no_follow, refusal
 
 #: What a run directory holds at its top (docs/run-directory.md): its files, and its folders.
 FILES = ("run.json", "spec.yaml", "spec.resolved.yaml", "plan.txt", "plan.json", "env.json", "metrics.jsonl",
@@ -143,10 +143,10 @@ class RunDir:
         return [name for name in SETUP if not (self.path / name).is_file()]
 
     def check_links(self) -> None:
-        """Refuse a directory with links where its files belong (reading or writing through them
-        could reach anything)."""
+        """Refuse a directory with links (or FIFOs, devices) where its files belong: reading or
+        writing through them could reach anything, or wait for ever."""
         if self.path.is_dir():
-            found = links_in(self.path, FILES, FOLDERS)
+            found = misplaced(self.path, FILES, FOLDERS)
             if found:
                 raise RunDirError(refusal(self.path, found))
 
