@@ -86,7 +86,8 @@ def plan(spec: BaseModel, base_dir: Path | None = None, stated_in: Mapping[int, 
         name=spec.name, description=spec.description, seed=spec.seed, deterministic=spec.deterministic, data=data,
         learners=learners, stages=tuple(stages), loss_weights=loss_weights, labeler=spec.pseudo_labels,
         hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=RunSettings(**spec.run.model_dump()),
-        expect=_expectations(spec, stated_in or {}, spec_file), warnings=tuple(memory_warnings(spec, group) + data_warnings(spec, base_dir)),
+        expect=_expectations(spec, stated_in or {}, spec_file),
+        warnings=tuple(memory_warnings(spec, group) + data_warnings(spec, base_dir)),
         nodes=nodes, edges=edges, passes=passes(spec.hypergradient, learners, group.steps),
     )
 
