@@ -97,6 +97,11 @@ class Summary(_Part):
         """The file's content: what was given, in field order (absent parts stay absent)."""
         return self.model_dump(mode="json", exclude_unset=True)
 
+    @property
+    def status_text(self) -> str:
+        """The status as a person reads it: a run stopped by Ctrl-C or a signal can be resumed."""
+        return "interrupted (resumable)" if self.status == "interrupted" else self.status
+
     def evaluation(self, name: str) -> EvaluationResult | None:
         return next((e for e in self.evaluations if e.stage == name), None)
 

@@ -95,6 +95,11 @@ class LearnerConfig(ComponentConfig):
         """About how much memory one training pass of a batch keeps for its backward (0: unknown)."""
         return 0
 
+    def plan_issues(self) -> list[tuple[tuple[typing.Any, ...], str]]:
+        """What makes this learner unfit to train although every field is valid on its own:
+        ``(key path within the learner's section, message)`` pairs; the planner refuses them."""
+        return []
+
 
 @dataclass(frozen=True)
 class Entry:

@@ -4,9 +4,10 @@
 
 For each point, `sgl run` of SMALL (tests/conftest.py; a checkpoint after every iteration) is
 killed there with SIGKILL (``SGL_CRASH_AT``), `sgl resume` finishes it, and the run is compared with
-an uninterrupted one: metrics, genotypes and every weight. A kill before the directory is set up
-(before run.json) cannot be resumed: resume must say so, and the advised ``sgl run --overwrite`` is
-compared instead. Prints one line per point and a count.
+an uninterrupted one: metrics, genotypes and every weight. A kill inside the set-up's first write
+(run.json's, before anything of the spec is on disk) cannot be resumed: resume must say so, and the
+advised ``sgl run --overwrite`` is compared instead; a kill later in the set-up is finished by
+resume itself. Prints one line per point and a count.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main() -> None:
             resumed = sgl("resume", str(run_dir), "-q", cwd=tmp)
             how = "resumed"
             if resumed.returncode == 2 and "was being set up" in resumed.stdout:
-                # killed before run.json: nothing ran, and resume says to start again; do as it says
+                # killed inside run.json's write: nothing of the spec on disk; resume says to start again: do so
                 how, restarts = "resume said to start again, started again", restarts + 1
                 resumed = sgl("run", str(spec), *EVERY, "--run-dir", str(run_dir), "--overwrite", "-q", cwd=tmp)
             try:
@@ -65,7 +66,7 @@ def main() -> None:
                 print(f"{point}:{nth}: DIFFERENT: {exc}", flush=True)
             shutil.rmtree(run_dir, ignore_errors=True)
         print(f"{tried} kill points tried, {same} bit-identical to the uninterrupted run "
-              f"({restarts} of them killed during set-up and started again as resume advised)")
+              f"({restarts} of them killed before run.json and started again as resume advised)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

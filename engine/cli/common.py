@@ -54,12 +54,37 @@ def user_errors(fn):
             if debug():
                 raise
             raise UserError(f"error: {exc}") from None
-        except (FileNotFoundError, pickle.UnpicklingError) as exc:  # a dataset missing, or not what it claims
+        except pickle.UnpicklingError as exc:  # a dataset file that is not what it claims
             if debug():
                 raise
             raise UserError(f"error: {exc}") from None
+        except OSError as exc:  # a path given that cannot be read or written (missing, too long, no access)
+            if debug():
+                raise
+            raise UserError(f"error: {os_error(exc)}") from None
 
+    wrapper.user_errors = True  # type: ignore[attr-defined]  (every command has it: tests/cli checks)
     return wrapper
+
+
+def os_error(exc: OSError) -> str:
+    """An OSError as one line: what went wrong, and on which path (shortened when very long)."""
+    if not exc.strerror:
+        return str(exc)
+    name = str(exc.filename) if exc.filename is not None else ""
+    if len(name) > 160:
+        name = f"{name[:80]}…{name[-60:]} ({len(name):,} characters)"
+    return f"{exc.strerror}: {name!r}" if name else exc.strerror
+
+
+def resume_hint(exc: BaseException) -> str:
+    """The exact command that continues the run ``exc`` stopped, or why there is none."""
+    import shlex
+
+    run_dir = getattr(exc, "run_dir", None)
+    if run_dir is None:
+        return "no run directory had been made: nothing to resume, run it again"
+    return f"continue with `sgl resume {shlex.quote(str(run_dir))}`"
 
 
 def _leave(ctx: click.Context, code: int) -> None:
@@ -90,11 +115,14 @@ def run_errors(fn):
                 raise
             click.echo(f"stopped: {exc}", err=True)
             _leave(ctx, 1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug():
                 raise
-            click.echo("interrupted: stopped at once, without a checkpoint of the current iteration; "
-                       "`sgl resume` continues from the last checkpoint (if the run had begun)", err=True)
+            if getattr(exc, "run_dir", None) is None:
+                click.echo("interrupted before the run began: nothing was written", err=True)
+            else:
+                click.echo("interrupted: stopped at once, without a checkpoint of the current iteration; "
+                           f"{resume_hint(exc)} (from the last checkpoint)", err=True)
             _leave(ctx, EXIT_INTERRUPTED)
         except OSError as exc:
             if debug():
@@ -103,15 +131,17 @@ def run_errors(fn):
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise UserError(f"error: cannot write{where}: {exc.strerror or exc}") from None
             remedy = "free some space, then" if exc.errno == errno.ENOSPC else "fix the cause, then"
-            click.echo(f"failed: {exc.strerror or exc}{where}; the last checkpoint is kept: {remedy} "
-                       "continue with `sgl resume RUN_DIR`", err=True)
+            kept = f"the last checkpoint is kept: {remedy} " if getattr(exc, "run_dir", None) is not None else ""
+            click.echo(f"failed: {exc.strerror or exc}{where}; {kept}{resume_hint(exc)}", err=True)
             ctx.exit(1)
         except ExpectationFailed as exc:
             if debug():
                 raise
             click.echo("the run finished, but not as its spec expects:\n" + "\n".join(f"  {line}" for line in exc.lines), err=True)
             _leave(ctx, 1)
-        except Interrupted:
+        except Interrupted as exc:
+            if kwargs.get("quiet") and not kwargs.get("stop_after"):
+                click.echo(f"stopped: {exc}", err=True)  # a stop not asked for by --stop-after: say how to go on
             _leave(ctx, 0 if kwargs.get("stop_after") else EXIT_INTERRUPTED)
 
     return wrapper

@@ -161,6 +161,7 @@ def _exit_if_distributed() -> None:
 
 @main.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+@user_errors
 def schema(output: Path | None) -> None:
     """JSON Schema of the spec, registered components included (for editors)."""
     from sgl import registry
@@ -177,6 +178,7 @@ def schema(output: Path | None) -> None:
 
 @main.command()
 @click.argument("kind", required=False)
+@user_errors
 def components(kind: str | None) -> None:
     """List the registered components (of one KIND) with their fields."""
     from sgl import registry

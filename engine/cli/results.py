@@ -7,6 +7,7 @@ evaluation-only) exits with code 2 and a one-line message, like the other comman
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
     if not run_dirs and not parsed:
         raise _user_error("give at least one run directory")
     for path in [*run_dirs, *(p for members in parsed.values() for p in members)]:
-        if not path.is_dir():
+        if not os.path.isdir(path):  # never raises (a path too long, say)
             raise _user_error(f"no such run directory: {str(path)!r}")
     count = len({p.resolve() for p in [*run_dirs, *(p for m in parsed.values() for p in m)]})
     out = output or (run_dirs[0] if count == 1 and run_dirs else Path("sgl-report"))

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from sgl import registry
 
 from ..errors import PlanError, PlanIssue
-from .checks import Group, check_batches, check_evaluate, check_expectations, check_group, check_train_stage, memory_warnings
+from .checks import (Group, check_batches, check_evaluate, check_expectations, check_group, check_learners, check_train_stage,
+                     data_warnings, memory_warnings)
 from .graph import graph, passes
 from .phases import growing_phases, net_epochs, with_ramps
 from .settings import DataPlan, EarlyStopRule, ExpectationPlan, LossWeights, RunSettings
@@ -51,7 +52,7 @@ def plan(spec: BaseModel, base_dir: Path | None = None, stated_in: Mapping[int, 
     spec itself, so that an expectation inherited through ``extends`` says so.
     """
     group = Group(spec)
-    issues = check_group(spec, group)
+    issues = check_group(spec, group) + check_learners(group)
     data = _data_plan(spec)
     issues += check_batches(spec, group, data)
     iterations = data.examples["train"] // spec.data.batch_size if data.examples["train"] is not None else None
@@ -85,7 +86,8 @@ def plan(spec: BaseModel, base_dir: Path | None = None, stated_in: Mapping[int, 
         name=spec.name, description=spec.description, seed=spec.seed, deterministic=spec.deterministic, data=data,
         learners=learners, stages=tuple(stages), loss_weights=loss_weights, labeler=spec.pseudo_labels,
         hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=RunSettings(**spec.run.model_dump()),
-        expect=_expectations(spec, stated_in or {}, spec_file), warnings=tuple(memory_warnings(spec, group)),
+        expect=_expectations(spec, stated_in or {}, spec_file),
+        warnings=tuple(memory_warnings(spec, group) + data_warnings(spec, base_dir)),
         nodes=nodes, edges=edges, passes=passes(spec.hypergradient, learners, group.steps),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -41,6 +42,12 @@ def check_group(spec: BaseModel, group: Group) -> list[PlanIssue]:
     if group.has_v and spec.loss_weights.labeled == 0 and (lam == 0 or len(group.names) < 2):
         issues.append(PlanIssue(("loss_weights",), "stage 2 would have no loss: both weights are zero"))
     return issues
+
+
+def check_learners(group: Group) -> list[PlanIssue]:
+    """What each learner's own config says unfits it to train (a layout without a normal cell, ...)."""
+    return [PlanIssue(("learners", name, *where), message)
+            for name, config in group.configs.items() for where, message in config.plan_issues()]
 
 
 def check_batches(spec: BaseModel, group: Group, data: DataPlan) -> list[PlanIssue]:
@@ -127,6 +134,12 @@ def memory_warnings(spec: BaseModel, group: Group) -> list[str]:
                             f"step (batch {spec.data.batch_size}), more than this machine's {total / 2**30:.1f} GiB of "
                             "memory; lower data.batch_size or channels, or run where there is more")
     return warnings
+
+
+def data_warnings(spec: BaseModel, base_dir: Path | None) -> list[str]:
+    """The dataset's files, when they are not where the spec says (legal to plan; `sgl run` refuses)."""
+    missing = spec.data.dataset.missing(base_dir) if base_dir is not None else None
+    return [f"data.dataset: {missing}; `sgl run` refuses to start until they are there"] if missing else []
 
 
 def _physical_memory() -> int | None:

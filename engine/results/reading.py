@@ -58,7 +58,7 @@ class RunData:
 
     @property
     def status(self) -> str:
-        return self.summary.status if self.summary is not None else "no summary (still running, or stopped)"
+        return self.summary.status_text if self.summary is not None else "no summary (still running, or stopped)"
 
     @property
     def method(self) -> str:

@@ -31,7 +31,7 @@ class Run:
 
     def __repr__(self) -> str:
         summary = self._summary_or_none()
-        status = summary.status if summary is not None else "no summary yet"
+        status = summary.status_text if summary is not None else "no summary yet"
         return f"<sgl run {self.dir} ({status})>"
 
     @property

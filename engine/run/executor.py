@@ -7,6 +7,8 @@ run failed or was interrupted. It reads nothing but the plan, and writes nothing
 
 from __future__ import annotations
 
+import shlex
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +63,7 @@ class Executor:
             total_iterations=self.plan.total_epochs * runtime.iterations,
             enabled=options.progress and runtime.collectives.is_main,
         )
+        self.stop.on_request = self._stop_requested
         self.loop = TrainingLoop(log_every=self.plan.run.log_every, stop=self.stop, progress=self.progress, save=self._save)
         self._resume: dict[str, Any] | None = None  # the running stage's saved state, until that stage starts
         self.cursor = Cursor()
@@ -121,6 +124,14 @@ class Executor:
                               f"epoch {cursor.epoch + 1}, iteration {cursor.iteration + 1}")
         return cursor
 
+    def _stop_requested(self, signum: int) -> None:
+        """The answer to the first Ctrl-C (or SIGTERM), at once: an iteration can take minutes."""
+        if not self.runtime.collectives.is_main:
+            return
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.progress.notice(f"{name}: stopping after this iteration, with a checkpoint…; {name} again to stop now "
+                             "(the run then resumes from its last checkpoint)")
+
     def checkpoint_start(self) -> None:
         """A checkpoint before anything trains: a run killed in its first epoch can be resumed."""
         self._save(self.cursor)
@@ -130,7 +141,7 @@ class Executor:
         self.cursor = cursor
         self.sink.start()
         status: Status = "failed"
-        resume = f"resume with: sgl resume {self.sink.location}"
+        resume = f"resume with: sgl resume {shlex.quote(self.sink.location)}"
         try:
             with self.stop.watching_signals(), self.progress:
                 while cursor.stage < len(self.plan.stages):
@@ -146,6 +157,9 @@ class Executor:
             status = "interrupted"
             self.progress.message(f"stopped: {exc}; {resume}")
             raise Interrupted(f"run stopped; {resume}") from None
+        except KeyboardInterrupt:
+            status = "interrupted"  # a second Ctrl-C: stopped at once, resumable from the last checkpoint
+            raise
         except NonFiniteLoss as exc:
             raise NonFiniteLoss(f"{exc}. The last good checkpoint is kept ({self._where_saved()}); {resume}") from None
         except RuntimeError as exc:

@@ -42,6 +42,7 @@ class StopControl:
         self.collectives = collectives
         self.signalled = False
         self.last_checkpoint = time.monotonic()
+        self.on_request: Callable[[int], None] | None = None  # told of the first signal at once (the answer to Ctrl-C)
 
     def checkpointed(self) -> None:
         self.last_checkpoint = time.monotonic()
@@ -65,6 +66,8 @@ class StopControl:
                 signal.signal(signum, previous[signum])
                 raise KeyboardInterrupt
             self.signalled = True
+            if self.on_request is not None:
+                self.on_request(signum)
 
         for sig in previous:
             signal.signal(sig, request)

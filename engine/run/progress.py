@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -79,6 +80,14 @@ class Progress:
     def message(self, text: str) -> None:
         if self.enabled:
             self.console.print(text, soft_wrap=True)
+
+    def notice(self, text: str) -> None:
+        """A message the user must see even with --quiet (the answer to Ctrl-C): on stderr then."""
+        if self.enabled:
+            self.console.print(escape(text), soft_wrap=True)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def _render(self) -> Group:
         fraction = self.done / self.total

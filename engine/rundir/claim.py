@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
 import shutil
 from pathlib import Path
-from typing import Any
 
 from ..errors import RunDirError
+from .layout import RunDir
+from .links import is_link
+from .lock import RunLock
+
+__all__ = ["RunLock", "new_run_dir"]
 
 
 def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite: bool = False) -> tuple[Path, "RunLock"]:
@@ -26,8 +28,10 @@ def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite
         if path.is_dir() and any(path.iterdir()):
             if not overwrite:
                 raise RunDirError(f"run directory {str(path)!r} exists and is not empty (use --overwrite to replace it)")
-            with RunLock.take(path):  # not while another run is using it
-                pass
+            if (path / RunLock.NAME).exists():  # a run holds its lock while it runs: never replace one in use
+                with RunLock.take(path):
+                    pass
+            _check_replaceable(path)
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         return path, RunLock.take(path)
@@ -43,49 +47,14 @@ def new_run_dir(output: Path, name: str, explicit: Path | None = None, overwrite
     raise RunDirError(f"no free run directory name under {output / name} for {stamp}")
 
 
-class RunLock:
-    """An exclusive lock on a run directory for the life of a run (``<run>/.lock``, flock'ed).
-
-    The kernel releases it when the process ends, however it ends, so a killed run never leaves
-    a directory locked; a second ``sgl run --run-dir`` or ``sgl resume`` on it is refused.
-    """
-
-    NAME = ".lock"
-
-    def __init__(self, path: Path, handle: Any) -> None:
-        self.path = path
-        self._handle = handle
-
-    @classmethod
-    def take(cls, run_dir: Path) -> "RunLock":
-        import fcntl
-
-        lock_file = Path(run_dir) / cls.NAME
-        try:
-            handle = open(lock_file, "a+")
-        except OSError as exc:
-            raise RunDirError(f"cannot lock run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunDirError(f"run directory {str(run_dir)!r} is in use by another run ({holder}); "
-                              "wait for it to end, or use another directory") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {platform.node()}\n")
-        handle.flush()
-        return cls(lock_file, handle)
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def __enter__(self) -> "RunLock":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+def _check_replaceable(path: Path) -> None:
+    """--overwrite replaces a run directory (or an empty one), never a folder that holds anything else."""
+    if is_link(path):
+        raise RunDirError(f"--overwrite: {str(path)!r} is a symbolic link; give the directory itself, or another --run-dir")
+    rundir = RunDir(path, writer=False)
+    foreign = rundir.foreign_entries()
+    if foreign or not rundir.looks_like_run():
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        found = f"it holds {shown}, which no run writes" if foreign else "it has none of a run's files (run.json, .lock, ...)"
+        raise RunDirError(f"--overwrite replaces only a run directory, and {str(path)!r} is not one: {found}. Nothing "
+                          "was deleted; choose another --run-dir, or move those files away yourself")

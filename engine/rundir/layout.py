@@ -7,13 +7,23 @@ the lines written after it. Nothing here imports torch: reports read run directo
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
 from ..summary import Summary, read_summary
-from .claim import RunLock
+from .lock import RunLock
 from .files import _json_safe, atomic_write_bytes, atomic_write_text, read_json, write_json
+from .links import check_inside, misplaced, open_no_follow, refusal
+
+#: What a run directory holds at its top (docs/run-directory.md): its files, and its folders.
+FILES = ("run.json", "spec.yaml", "spec.resolved.yaml", "plan.txt", "plan.json", "env.json", "metrics.jsonl",
+         "summary.json", "report.html", "report.md", RunLock.NAME)
+FOLDERS = ("checkpoints", "genotypes", "figures", "tensorboard", "models", "export")
+#: Files a run is set up with, in the order they are written (run.json first: it says how to finish).
+SETUP = ("run.json", "spec.yaml", "spec.resolved.yaml", "plan.txt", "plan.json", "env.json")
 
 
 class RunDir:
@@ -121,21 +131,42 @@ class RunDir:
         return removed
 
     def _partly_set_up(self) -> bool:
-        """Whether ``write_start`` began here (its first files, or their temporaries) but did not finish."""
-        names = [p.name for p in (self.spec, self.resolved_spec, self.plan_text, self.plan_json, self.env, self.run_info)]
+        """Whether ``write_start`` began here (its first file, or its temporary) but did not finish."""
         return self.path.is_dir() and ((self.path / RunLock.NAME).exists() or any(
-            (self.path / name).exists() or any(self.path.glob(f".{name}.*.tmp")) for name in names))
+            (self.path / name).exists() or any(self.path.glob(f".{name}.*.tmp")) for name in SETUP))
 
     def is_run(self) -> bool:
         return self.path.is_dir() and any(p.exists() for p in (self.run_info, self.summary, self.metrics))
+
+    def missing_setup(self) -> list[str]:
+        """The set-up files a kill kept from being written (after run.json, which says how to write them)."""
+        return [name for name in SETUP if not (self.path / name).is_file()]
+
+    def check_links(self) -> None:
+        """Refuse a directory with links (or FIFOs, devices) where its files belong: reading or
+        writing through them could reach anything, or wait for ever."""
+        if self.path.is_dir():
+            found = misplaced(self.path, FILES, FOLDERS)
+            if found:
+                raise RunDirError(refusal(self.path, found))
+
+    def foreign_entries(self) -> list[str]:
+        """What the top of the directory holds that no run writes (a reason never to delete it)."""
+        known = {*FILES, *FOLDERS}
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in known and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+    def looks_like_run(self) -> bool:
+        """Whether a run (or a run's set-up, or a lock) began here."""
+        return any((self.path / name).exists() for name in (*SETUP, "metrics.jsonl", "summary.json", RunLock.NAME))
 
     # -- reading
     def read_run_info(self) -> dict[str, Any]:
         if not self.run_info.exists():
             if self._partly_set_up():
-                raise RunDirError(f"{str(self.path)!r} was stopped while it was being set up, before anything ran (it has "
-                                  f"no {self.run_info.name}); start it again with the same sgl run command and "
-                                  f"--run-dir {str(self.path)!r} --overwrite")
+                raise RunDirError(f"{str(self.path)!r} was stopped while it was being set up, before anything ran (it "
+                                  f"has no {self.run_info.name}, which records its spec); start it again with the same "
+                                  f"`sgl run` command and --run-dir {shlex.quote(str(self.path))} --overwrite")
             raise RunDirError(f"{str(self.path)!r} is not an sgl run directory (no {self.run_info.name})")
         info = read_json(self.run_info)
         if not info:
@@ -149,50 +180,87 @@ class RunDir:
     # -- writing
     def write_start(self, *, spec_text: str, resolved_yaml: str, plan_text: str, plan_json: str,
                     run_info: dict[str, Any], env: dict[str, Any]) -> None:
+        """The set-up files, run.json first: it records how to write the others (the original spec,
+        its overrides, the digests of what they hold), so a kill part-way can be finished by resume."""
         if not self.writer:
             return
-        atomic_write_text(self.spec, spec_text)
-        atomic_write_text(self.resolved_spec, resolved_yaml)
-        atomic_write_text(self.plan_text, plan_text)
-        atomic_write_text(self.plan_json, plan_json)
-        write_json(self.env, env)
-        write_json(self.run_info, run_info)  # last: a directory with run.json is completely set up
+        write_json(self.run_info, run_info)
+        self.write_missing_setup(spec_text=spec_text, resolved_yaml=resolved_yaml, plan_text=plan_text,
+                                 plan_json=plan_json, env=env)
+
+    def write_missing_setup(self, *, spec_text: str | None, resolved_yaml: str, plan_text: str, plan_json: str,
+                            env: dict[str, Any]) -> None:
+        """Write the set-up files (after run.json) that are not there yet, in order (spec.yaml only
+        when its text is known)."""
+        if not self.writer:
+            return
+        texts = {self.spec: spec_text, self.resolved_spec: resolved_yaml, self.plan_text: plan_text, self.plan_json: plan_json}
+        for path, text in texts.items():
+            if text is not None and not path.is_file():
+                atomic_write_text(path, text)
+        if not self.env.is_file():
+            write_json(self.env, env)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl (flushed: a kill loses at most the line being written)."""
         if not self.writer:
             return
         if self._metrics is None:
-            self._metrics = open(self.metrics, "a", encoding="utf-8")
+            self._metrics = open_no_follow(self.metrics, "a")
         self._metrics.write(json.dumps(_json_safe(record), default=float, allow_nan=False) + "\n")
         self._metrics.flush()
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
         if not self.writer:
             return
+        check_inside(self.path, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
+        with open_no_follow(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def write_json(self, path: Path, data: Any) -> None:
         if self.writer:
+            check_inside(self.path, path)
             write_json(path, data)
 
     def write_bytes(self, path: Path, data: bytes) -> None:
         if self.writer:
+            check_inside(self.path, path)
             atomic_write_bytes(path, data)
 
     def _appendables(self) -> list[Path]:
         return [self.metrics, *self.architecture_histories().values()]
 
     def offsets(self) -> dict[str, int]:
-        """Sizes of the append-only files now: stored in a checkpoint to cut them back on resume."""
+        """Sizes of the append-only files now: stored in a checkpoint to cut them back on resume.
+        The files are synced first: the lines a checkpoint counts are on the disk before it is."""
         if self._metrics is not None:
             self._metrics.flush()
-        return {p.relative_to(self.path).as_posix(): p.stat().st_size for p in self._appendables() if p.exists()}
+        sizes = {}
+        for path in self._appendables():
+            if path.exists():
+                if self.writer:
+                    _sync(path)
+                sizes[path.relative_to(self.path).as_posix()] = path.stat().st_size
+        return sizes
+
+    def check_offsets(self, offsets: dict[str, int]) -> None:
+        """Refuse to resume when an append-only file holds less than a checkpoint counts: lines it
+        counts are lost (a power cut before they reached the disk, or an edit), and sgl never pads."""
+        short = []
+        for name, size in offsets.items():
+            path = self.path / name
+            have = path.stat().st_size if path.is_file() else 0
+            if have < size:
+                short.append(f"{name} holds {have:,} bytes, the checkpoint counts {size:,}")
+        if short:
+            raise RunDirError(f"{str(self.path)!r}: {'; '.join(short)}. Lines the checkpoint counts are missing, so "
+                              "the run cannot continue exactly from it (sgl never pads a file): restore the file from "
+                              "a copy, or start the run again with `sgl run ... --overwrite`")
 
     def truncate(self, offsets: dict[str, int]) -> None:
-        """Drop what was appended after the checkpoint being resumed."""
+        """Drop what was appended after the checkpoint being resumed (refusing files that are short)."""
+        self.check_offsets(offsets)
         if not self.writer:
             return
         for path in self._appendables():
@@ -200,10 +268,18 @@ class RunDir:
             if size is None:
                 path.unlink(missing_ok=True)
             elif path.exists():
-                with open(path, "r+b") as handle:
+                with open_no_follow(path, "r+b") as handle:
                     handle.truncate(size)
 
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -5,6 +5,7 @@ read runs through here, so a run is understood one way.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ..plan.compile import Compiled, compile_spec
 from ..plan.types import RunPlan
 from ..summary import Summary
 from .checkpoints import CheckpointFiles
+from .definition import check_unchanged, from_original
 from .files import read_json, read_jsonl
 from .layout import RunDir
 
@@ -34,6 +36,8 @@ class RunFiles:
 
     def __init__(self, path: str | Path) -> None:
         self.dir = RunDir(Path(path), writer=False)
+        self.dir.check_links()  # a directory from someone else must not lead outside itself
+        self.notes: list[str] = []  # what a reader should be told (an old run.json without digests)
 
     @property
     def path(self) -> Path:
@@ -49,11 +53,18 @@ class RunFiles:
         """The folder the run's spec paths are relative to (the original spec's)."""
         return Path(self.info.get("base_dir") or self.path)
 
-    def compile(self) -> Compiled:
-        """The run's spec and plan, from its resolved spec (raises SpecError when it no longer compiles)."""
+    def compile(self, require_data: bool = False) -> Compiled:
+        """The run's spec and plan, from its resolved spec — or, when a kill during set-up kept that
+        from being written, from the original spec — refused (RunDirError, naming what changed)
+        when they are not what run.json recorded; SpecError when they no longer compile."""
+        info = self.info
         if not self.dir.resolved_spec.is_file():
-            raise RunDirError(f"{str(self.path)!r} has no {self.dir.resolved_spec.name}")
-        return compile_spec(self.dir.resolved_spec, base_dir=self.base_dir)
+            if not isinstance(info.get("digests"), dict):
+                raise RunDirError(f"{str(self.path)!r} has no {self.dir.resolved_spec.name}")
+            return from_original(self.dir, info, require_data)[0]
+        compile_now = lambda data=False: compile_spec(self.dir.resolved_spec, base_dir=self.base_dir, require_data=data)  # noqa: E731
+        self.notes += [n for n in check_unchanged(self.dir, info, compile_now) if n not in self.notes]
+        return compile_now(require_data)
 
     @cached_property
     def plan(self) -> RunPlan:
@@ -113,7 +124,7 @@ class RunFiles:
 def open_run_dir(path: str | Path) -> RunFiles:
     """A run directory to read, or RunDirError saying why ``path`` is none."""
     path = Path(path)
-    if not path.is_dir():
+    if not os.path.isdir(path):  # never raises (a path too long, say)
         raise RunDirError(f"no such run directory: {str(path)!r}")
     files = RunFiles(path)
     if not files.dir.is_run():

@@ -19,6 +19,7 @@ from ..run.accelerator import make_accelerator
 from ..run.checkpoint import Cursor
 from ..run.distributed import Collectives
 from ..run.executor import Executor, RunOptions
+from ..run.progress import make_console
 from ..run.runtime import build_runtime
 from ..summary import SummaryUnreadable
 from .checkpoints import CheckpointUnreadable, no_usable_checkpoint, read_checkpoint
@@ -26,23 +27,27 @@ from .claim import RunLock, new_run_dir
 from .layout import RunDir
 from .reader import RunFiles
 from .recorder import Recorder, has_tensorboard
-from .setup import write_start
+from .setup import finish_start, write_start
 
 
 def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None) -> Path:
     """`sgl run`: compile the spec, make a run directory and execute the plan."""
     options = options or RunOptions()
     overrides = list(overrides)
-    compiled = compile_spec(spec_path, overrides)
+    compiled = compile_spec(spec_path, overrides, require_data=True)  # data that is not there: refused here
     accelerator = _accelerator(compiled.plan)
     runtime = build_runtime(compiled.plan, accelerator, compiled.base_dir)  # loads data: fails before a run directory exists
     path, lock = _shared_run_dir(runtime.collectives, compiled, options)
     rundir = RunDir(path, writer=accelerator.is_main_process)
-    write_start(rundir, compiled, Path(spec_path), overrides, runtime.bundle.task, accelerator)
-    executor = _executor(runtime, rundir, compiled.plan, options)
-    executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
     try:
+        if options.progress and rundir.writer:
+            make_console().print(f"run directory: {path}", soft_wrap=True, markup=False)
+        write_start(rundir, compiled, Path(spec_path), overrides, runtime.bundle.task, accelerator)
+        executor = _executor(runtime, rundir, compiled.plan, options)
+        executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
         executor.execute(Cursor())
+    except BaseException as exc:
+        raise _in(rundir, exc)
     finally:
         if lock is not None:
             lock.release()
@@ -58,26 +63,42 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
     """
     options = options or RunOptions()
     files = RunFiles(run_dir)
-    files.info  # noqa: B018 - refuses a directory that is not a (completely set up) run, before anything starts
-    compiled = files.compile()
+    files.info  # noqa: B018 - refuses a directory that is not a run (or whose set-up cannot be finished)
+    compiled = files.compile(require_data=True)  # refuses a definition edited since the run began
     accelerator = _accelerator(compiled.plan)
     main = accelerator.is_main_process
     lock = RunLock.take(files.path) if main else None
+    rundir = RunDir(files.path, writer=main)
     try:
-        rundir = RunDir(files.path, writer=main)
         rundir.remove_stale_temporaries()
+        finished = finish_start(rundir, files.info, compiled, accelerator)  # a set-up a kill cut short
         if any(p.exists() for p in (rundir.checkpoint, rundir.previous_checkpoint)):
             executor, cursor = _restore(rundir, compiled, accelerator, options)
         else:
-            executor, cursor = _from_the_start(rundir, compiled, accelerator, options), Cursor()
+            executor, cursor = _from_the_start(rundir, compiled, accelerator, options, finished), Cursor()
+        for note in files.notes:
+            executor.progress.message(f"note: {note}")
         if cursor.stage >= len(compiled.plan.stages) and _completed(rundir):
             executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
             return rundir.path
         executor.execute(cursor)
+    except BaseException as exc:
+        raise _in(rundir, exc)
     finally:
         if lock is not None:
             lock.release()
     return rundir.path
+
+
+def _in(rundir: RunDir, exc: BaseException) -> BaseException:
+    """``exc``, marked with the run directory it happened in: messages that advise a resume say
+    exactly which (``exc.run_dir``)."""
+    try:
+        if getattr(exc, "run_dir", None) is None:
+            exc.run_dir = rundir.path  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type that takes no attributes
+        pass
+    return exc
 
 
 def _completed(rundir: RunDir) -> bool:
@@ -124,11 +145,14 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
     raise no_usable_checkpoint(rundir, failures)
 
 
-def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> Executor:
-    """A run stopped after it was set up but before its first checkpoint: nothing had trained, so it
-    starts again from the beginning, as ``run_spec`` would have gone on."""
+def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+                    finished: list[str] = ()) -> Executor:
+    """A run stopped before its first checkpoint (or while it was being set up: ``finished`` are the
+    set-up files written now): nothing had trained, so it starts again from the beginning, as
+    ``run_spec`` would have gone on."""
     executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
-    executor.progress.message(f"{rundir.path} was stopped before its first checkpoint; starting it from the beginning")
+    when = f"while it was being set up (now finished: {', '.join(finished)})" if finished else "before its first checkpoint"
+    executor.progress.message(f"{rundir.path} was stopped {when}; starting it from the beginning")
     executor.checkpoint_start()
     return executor
 

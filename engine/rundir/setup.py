@@ -15,18 +15,23 @@ from ..plan.compile import Compiled
 from ..plan.types import RunPlan
 from ..plan.view import plan_json
 from ..run.checkpoint import CHECKPOINT_FORMAT
+from .definition import digest, digests, resolved_yaml
 from .layout import RunDir
+
+__all__ = ["environment", "finish_start", "plan_text", "resolved_yaml", "write_start"]
 
 
 def write_start(rundir: RunDir, compiled: Compiled, spec_path: Path, overrides: list[str], task: Any,
                 accelerator: Any) -> None:
-    """Every file a run directory holds before its first checkpoint (run.json last: a directory
-    with run.json is completely set up)."""
+    """Every file a run directory holds before its first checkpoint: run.json first, with the
+    digests of the others (so a resume notices an edit, and can finish a set-up a kill cut short)."""
+    texts = {"spec.yaml": spec_path.read_text(encoding="utf-8"), "spec.resolved.yaml": resolved_yaml(compiled),
+             "plan.txt": plan_text(compiled.plan), "plan.json": plan_json(compiled.plan) + "\n"}
     rundir.write_start(
-        spec_text=spec_path.read_text(encoding="utf-8"),
-        resolved_yaml=resolved_yaml(compiled),
-        plan_text=plan_text(compiled.plan),
-        plan_json=plan_json(compiled.plan) + "\n",
+        spec_text=texts["spec.yaml"],
+        resolved_yaml=texts["spec.resolved.yaml"],
+        plan_text=texts["plan.txt"],
+        plan_json=texts["plan.json"],
         run_info={
             "name": compiled.plan.name,
             "spec": str(spec_path.resolve()),
@@ -35,22 +40,33 @@ def write_start(rundir: RunDir, compiled: Compiled, spec_path: Path, overrides: 
             "seed": compiled.plan.seed,
             "format": CHECKPOINT_FORMAT,
             "task": {"num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size},
+            "digests": digests(texts),
         },
         env=environment(accelerator, compiled.base_dir),
     )
 
 
-def resolved_yaml(compiled: Compiled) -> str:
-    from ruamel.yaml import YAML
-
-    data = compiled.spec.model_dump(mode="json")
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buffer = io.StringIO()
-    buffer.write(f"# {compiled.spec.name}: the spec as run (defaults filled, overrides applied).\n")
-    yaml.dump(data, buffer)
-    return buffer.getvalue()
+def finish_start(rundir: RunDir, info: dict[str, Any], compiled: Compiled, accelerator: Any) -> list[str]:
+    """Write the set-up files a kill kept from being written (run.json says what they hold); returns
+    what was written. spec.yaml comes from the original spec when it still has the recorded digest."""
+    missing = rundir.missing_setup()
+    if not missing or not rundir.writer:
+        return missing
+    spec_text = ""
+    if "spec.yaml" in missing:
+        try:
+            original = Path(str(info.get("spec"))).read_bytes()
+        except OSError:
+            original = None
+        recorded = (info.get("digests") or {}).get("spec.yaml")
+        if original is None or digest("spec.yaml", original) != recorded:
+            missing.remove("spec.yaml")  # cannot be told again: left out, the rest still written
+        else:
+            spec_text = original.decode("utf-8")
+    rundir.write_missing_setup(spec_text=spec_text if "spec.yaml" in missing else None, resolved_yaml=resolved_yaml(compiled),
+                               plan_text=plan_text(compiled.plan), plan_json=plan_json(compiled.plan) + "\n",
+                               env=environment(accelerator, compiled.base_dir))
+    return missing
 
 
 def plan_text(plan: RunPlan) -> str:

@@ -20,6 +20,35 @@ def allowed_keys(path: tuple[Any, ...], data: Any) -> list[str]:
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
+def paths_of_key(key: Any, data: Any, limit: int = 3) -> list[tuple[Any, ...]]:
+    """Where else in the spec the model accepts ``key`` (for "did you mean data.batch_size?"),
+    following the (raw) ``data`` through unions, learners and stages; at most ``limit`` paths."""
+    found: list[tuple[Any, ...]] = []
+
+    def walk(annotation: Any, node: Any, path: tuple[Any, ...]) -> None:
+        model, node = _choose(annotation, node)
+        if len(found) >= limit or len(path) > 4:
+            return
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, field in model.model_fields.items():
+                if name == key:
+                    found.append(path + (name,))
+                typ = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+                # an absent section is followed as its default (``{}`` selects a default component)
+                walk(typ, node.get(name, {}) if isinstance(node, dict) else {}, path + (name,))
+            return
+        origin, args = typing.get_origin(model), typing.get_args(model)
+        if origin is dict and isinstance(node, dict):
+            for name, value in node.items():
+                walk(args[1], value, path + (name,))
+        elif origin is list and isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(args[0], value, path + (index,))
+
+    walk(spec_model(), data, ())
+    return found[:limit]
+
+
 def kinds_at(path: tuple[Any, ...], data: Any) -> tuple[str, ...]:
     """The registry kinds of the component the spec names at ``path`` (empty: not a component)."""
     if not path:

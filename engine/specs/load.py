@@ -7,6 +7,7 @@ together as one ``SpecError``, so a user fixes a spec in one pass. The YAML itse
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -48,8 +49,8 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
     for i, base in enumerate(base_list):
         base_path = path.parent / base
         where = doc.values.get(("extends", i) if isinstance(bases, list) else ("extends",))
-        if not base_path.is_file():
-            what = "a directory, not a spec file" if base_path.is_dir() else "no such file"
+        if not os.path.isfile(base_path):
+            what = "a directory, not a spec file" if os.path.isdir(base_path) else "no such file"
             raise SpecError([Problem(where, "extends", f"{what}: {str(base_path)!r}")])
         if base_path.resolve() in (*chain, resolved):
             cycle = " -> ".join(str(p) for p in (*chain, resolved, base_path.resolve()))
@@ -68,7 +69,7 @@ def _read_text(path: Path) -> str:
         with open(path, "rb") as f:
             data = f.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        reason = "it is a directory" if path.is_dir() else exc.strerror or str(exc)
+        reason = "it is a directory" if os.path.isdir(path) else exc.strerror or str(exc)  # never raises
         raise SpecError([Problem(None, "", f"cannot read spec {str(path)!r}: {reason}")]) from None
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError([Problem(Pos(str(path), 1, 1), "", too_large())])

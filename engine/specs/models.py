@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, Discriminator, Field, PositiveF
 from sgl import registry
 
 from .sections import (
+    NAME_MAX,
     NAME_PATTERN,
     SPEC_VERSION,
     DataSpecBase,
@@ -143,7 +144,7 @@ def _build_spec_model() -> type[BaseModel]:
         """An sgl recipe: the learners, their data, the stages and how to run them."""
 
         version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
-        name: str = Field(pattern=NAME_PATTERN, description="Name of the recipe; runs go under <output>/<name>/.")
+        name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, description="Name of the recipe; runs go under <output>/<name>/.")
         description: str = Field("", description="Free text shown by `sgl plan`.")
         seed: int = Field(
             0, ge=0, le=2**63 - 1,
@@ -161,7 +162,7 @@ def _build_spec_model() -> type[BaseModel]:
             "to be present; a spec never imports anything. Other modules: `sgl --plugin MODULE`.",
         )
         data: DataSpec = Field(default_factory=DataSpec, description="Dataset and splits.")
-        learners: dict[Annotated[str, Field(pattern=NAME_PATTERN)], learner_union] = Field(
+        learners: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX)], learner_union] = Field(
             default_factory=dict, description="The group: learner name -> searchable space or fixed model."
         )
         optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimizers and schedule.")

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .key_paths import allowed_keys, kinds_at
+from .key_paths import allowed_keys, kinds_at, paths_of_key
 from .sections import stage_tag
 from ..errors import KeyPath, Problem, did_you_mean, dotted
 from .reader import Document
@@ -73,7 +73,8 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
     if kind == "extra_forbidden":
         parent, key = path[:-1], path[-1]
         allowed = allowed_keys(parent, doc.data)
-        return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{did_you_mean(key, allowed)}")
+        hint = _elsewhere(key, parent, doc) or did_you_mean(key, allowed)
+        return Problem(doc.pos(path, key=True), dotted(path), f"unknown key{hint}")
     if kind == "missing":
         full = path + rest
         if rest and isinstance(rest[-1], int):  # a fixed-length list (tuple) that is too short
@@ -83,11 +84,21 @@ def _problem(doc: Document, error: dict[str, Any]) -> Problem:
         return _tag_problem(doc, path, error)
     full = path + rest
     text = message[0].lower() + message[1:] if message else message
-    if kind not in ("value_error", "assertion_error") and blamed is None and "input" in error and not isinstance(error["input"], (dict, list)):
+    if kind == "string_too_long":  # a name: it becomes file names
+        text = f"{text} (got {len(str(error.get('input', '')))}): names become file and folder names"
+    elif kind not in ("value_error", "assertion_error") and blamed is None and "input" in error and not isinstance(error["input"], (dict, list)):
         text = f"{text} (got {error['input']!r})"
     if rest == ("[key]",):  # a mapping key itself is invalid (e.g. a learner's name)
         return Problem(doc.pos(path, key=True), dotted(path), f"invalid name: {text}")
     return Problem(doc.pos(path), dotted(full), text)
+
+
+def _elsewhere(key: Any, parent: KeyPath, doc: Document) -> str:
+    """`` (did you mean data.batch_size?)`` when the key belongs elsewhere in the spec."""
+    paths = [dotted(p) for p in paths_of_key(key, doc.data) if p[:-1] != parent]
+    if not paths:
+        return ""
+    return f" here (did you mean {' or '.join(paths)}?)"
 
 
 def _tag_problem(doc: Document, path: KeyPath, error: dict[str, Any]) -> Problem:

@@ -22,6 +22,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import KeyPath, Pos, Problem, SpecError, dotted
+from .yaml_words import in_words
 
 #: The only tags a spec may carry: YAML's core schema. Python tags are refused, not constructed.
 _SAFE_TAGS = {
@@ -185,6 +186,10 @@ class _Reader:
         if mark is None:
             return Problem(Pos(self.file, 1, 1), "", f"YAML syntax error: {exc.problem or exc.context}")
         at_end = mark.index >= len(text.rstrip())
+        worded = None if at_end else in_words(exc.problem or "", exc.context or "", exc.problem_mark, exc.context_mark, text)
+        if worded is not None:
+            where, message = worded
+            return Problem(Pos(self.file, where.line + 1, where.column + 1), "", f"YAML syntax error: {message}")
         if at_end:
             # The parser gave up at the end of the file (past its last line): point at the end of the text.
             pos = Pos(self.file, *_line_col(text, len(text.rstrip())))
@@ -214,11 +219,7 @@ class _Reader:
             merged: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                    for source in sources:
-                        value = self._node(source, path)
-                        if isinstance(value, dict):
-                            merged = {**value, **merged}
+                    merged = {**self._merged(value_node, path), **merged}
                     continue
                 refused = len(self.problems)
                 key = self._scalar(key_node, path)
@@ -236,6 +237,23 @@ class _Reader:
         if isinstance(node, SequenceNode):
             return [self._node(item, path + (i,)) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
+
+    def _merged(self, value_node: Node, path: KeyPath) -> dict[Any, Any]:
+        """What a merge key (``<<:``) brings in: a mapping, or a list of mappings (earlier ones win).
+        Its value is checked like every other: a tag on it, or on the list, is refused."""
+        if value_node.tag not in _SAFE_TAGS:
+            self._node(value_node, path)  # reports the tag
+            return {}
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        merged: dict[Any, Any] = {}
+        for source in sources:
+            value = self._node(source, path)
+            if isinstance(value, dict):
+                merged = {**value, **merged}
+            elif value is not None or source.tag in _SAFE_TAGS:
+                self.problems.append(Problem(_mark(self.file, source), dotted(path),
+                                             "'<<' (a merge key) takes a mapping or a list of mappings"))
+        return merged
 
     def _scalar(self, node: Node, path: KeyPath = ()) -> Any:
         if node.tag not in _SAFE_TAGS:  # a key can carry a tag too

@@ -23,6 +23,9 @@ from sgl.registry.evaluation import DEFAULT_PROTOCOL
 
 SPEC_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+#: Names become file and folder names (genotypes/<learner>.history.jsonl, figures/cell_<learner>_...,
+#: models/<stage>.pt, <output>/<name>/): short enough for every file system's 255-byte limit.
+NAME_MAX = 64
 #: The per-iteration steps a training stage can list: A (architecture, stage 3), W (stage 1),
 #: PL (pseudo-labels), V (stage 2).
 StepName = Literal["A", "W", "PL", "V"]
@@ -106,7 +109,7 @@ class EarlyStop(Section):
 
 class TrainStage(Section):
     type: Literal["train"] = Field("train", description="A search stage: epochs of iterations of steps.")
-    name: str = Field("search", pattern=NAME_PATTERN, description="Label shown in progress and metrics.")
+    name: str = Field("search", pattern=NAME_PATTERN, max_length=NAME_MAX, description="Label shown in progress and metrics.")
     epochs: PositiveInt = Field(le=MAX_EPOCHS, description="Epochs in this stage (at most 100,000).")
     steps: list[StepName] = Field(
         description="Steps of one iteration, in order: A (architecture), W (stage 1), PL (pseudo-labels), V (stage 2).",
@@ -132,7 +135,7 @@ class TrainStage(Section):
 
 class DeriveStage(Section):
     type: Literal["derive"] = Field("derive", description="Write the genotype of every searchable learner.")
-    name: str = Field("derive", pattern=NAME_PATTERN, description="Label.")
+    name: str = Field("derive", pattern=NAME_PATTERN, max_length=NAME_MAX, description="Label.")
 
 
 class EvaluateStageBase(Section):
@@ -140,7 +143,7 @@ class EvaluateStageBase(Section):
     the rest of its fields (``sgl components protocol`` lists them)."""
 
     type: Literal["evaluate"] = Field("evaluate", description="Train a genotype from scratch and test it.")
-    name: str = Field("evaluate", pattern=NAME_PATTERN, description="Label.")
+    name: str = Field("evaluate", pattern=NAME_PATTERN, max_length=NAME_MAX, description="Label.")
     learner: str | None = Field(None, description="Evaluate the genotype this run derived for this learner.")
     genotype: PathText | None = Field(None, description="Or: a named genotype (DARTS_V2, ...) or a genotype JSON file.")
     seed: NonNegativeInt | None = Field(

@@ -8,7 +8,7 @@ train / val / unlabeled, deterministically from the seed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -30,6 +30,32 @@ class DatasetConfig(ComponentConfig):
     def input_shape(self) -> tuple[int, int] | None:
         """(channels, image size) of its images when known without loading them (for planning)."""
         return None
+
+    def missing(self, base_dir: Path) -> str | None:
+        """Where the data's files must go when they are not there (None: there, or none to read);
+        checked without reading them, so `sgl validate` says it and `sgl run` refuses before anything."""
+        return None
+
+
+def _root(root: Path, base_dir: Path) -> Path:
+    """A configured root as the loaders resolve it: ``~`` expanded, relative to the spec's folder."""
+    path = Path(root).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _is(test: str, path: Path) -> bool:
+    """``path.is_file()`` / ``is_dir()`` that says False for a path it cannot even look at (too long, no access)."""
+    try:
+        return getattr(path, test)()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return False
 
 
 @register("dataset", "digits")
@@ -60,6 +86,24 @@ class CifarConfig(DatasetConfig):
     download: bool = Field(False, description="Download into root when missing (needs a network).")
     augment: bool = Field(True, description="Random crop with 4-pixel padding and horizontal flip for training.")
 
+    #: torchvision's layout: the folder the archive extracts to, its files, the archive.
+    folder: ClassVar[str]
+    files: ClassVar[tuple[str, ...]]
+    archive: ClassVar[str]
+
+    def missing(self, base_dir: Path) -> str | None:
+        root = _root(self.root, base_dir)
+        if _exists(root) and not _is("is_dir", root):
+            return f"{self.name}: {root} (data.dataset.root) is not a folder"
+        if self.download:
+            return None
+        folder = root / self.folder
+        absent = [name for name in self.files if not _is("is_file", folder / name)]
+        if not absent:
+            return None
+        return (f"{self.name}: {folder} has no {', '.join(absent)} (as regular files); place the python-version "
+                f"batches there ({self.archive}, extracted into {root}), or set download: true to fetch them")
+
     def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
         from .cifar import load_cifar_bundle
 
@@ -77,6 +121,9 @@ class Cifar10Config(CifarConfig):
     """CIFAR-10 through torchvision, normalised as DARTS does."""
 
     name: Literal["cifar10"] = "cifar10"
+    folder: ClassVar[str] = "cifar-10-batches-py"
+    files: ClassVar[tuple[str, ...]] = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    archive: ClassVar[str] = "cifar-10-python.tar.gz"
 
 
 @register("dataset", "cifar100")
@@ -84,6 +131,9 @@ class Cifar100Config(CifarConfig):
     """CIFAR-100 through torchvision, normalised as DARTS does."""
 
     name: Literal["cifar100"] = "cifar100"
+    folder: ClassVar[str] = "cifar-100-python"
+    files: ClassVar[tuple[str, ...]] = ("train", "test", "meta")
+    archive: ClassVar[str] = "cifar-100-python.tar.gz"
 
 
 @register("dataset", "imagenet_folder")
@@ -96,6 +146,14 @@ class ImageNetFolderConfig(DatasetConfig):
         None, gt=0, le=1, description="Keep this fraction of training images per class (0.1, 0.025), drawn from the seed."
     )
     image_size: PositiveInt = Field(224, le=4096, description="Training crop and evaluation centre-crop size (at most 4096).")
+
+    def missing(self, base_dir: Path) -> str | None:
+        root = _root(self.root, base_dir)
+        absent = [str(root / part) for part in ("train", "val") if not _is("is_dir", root / part)]
+        if not absent:
+            return None
+        return (f"imagenet_folder: no folder {' or '.join(absent)}; place the images as {root}/train/<class>/* "
+                f"and {root}/val/<class>/*")
 
     def build(self, base_dir: Path, *, seed: int, cutout: int = 0) -> DataBundle:
         from .imagenet import load_imagenet_bundle

@@ -81,6 +81,24 @@ class SearchSpaceConfig(LearnerConfig):
             largest = max(largest, floats)
         return int(largest * batch * 4)
 
+    def plan_issues(self) -> list[tuple[tuple, str]]:
+        """A supernet needs a normal and a reduction cell: with fewer than 3 layers the reductions
+        (at layers//3 and 2·layers//3) take every cell, and the normal cell's α gets no gradient."""
+        issues = []
+        for where, layers in self._layer_counts():
+            if layers - len({layers // 3, 2 * layers // 3}) < 1:
+                reductions = sorted({layers // 3, 2 * layers // 3})
+                cells = f"cells {reductions[0]} and {reductions[1]}" if len(reductions) > 1 else f"cell {reductions[0]}"
+                counted = "1 layer leaves" if layers == 1 else f"{layers} layers leave"
+                issues.append((where, f"{counted} no normal cell: reductions sit at layers//3 and 2·layers//3 "
+                                      f"({cells}), so the normal cell's architecture "
+                                      "would get no gradient and its genotype would be noise; use 3 layers or more"))
+        return issues
+
+    def _layer_counts(self) -> list[tuple[tuple, int]]:
+        """(key path, cells) of each supernet the space builds."""
+        return [(("layers",), getattr(self, "layers", 8))]
+
     def _shapes(self) -> list[tuple[int, int]]:
         """(cells, candidate ops per edge) of each phase's supernet."""
         return [(getattr(self, "layers", 8), len(self.primitives))]
@@ -222,6 +240,9 @@ class PDartsConfig(SearchSpaceConfig):
 
     def _shapes(self) -> list[tuple[int, int]]:
         return [(phase.layers, phase.ops) for phase in self.phases]
+
+    def _layer_counts(self) -> list[tuple[tuple, int]]:
+        return [(("phases", i, "layers"), phase.layers) for i, phase in enumerate(self.phases)]
 
     def build(self, task: Task) -> SearchSpace:
         from .p_darts import PDartsSpace

@@ -50,12 +50,13 @@ def test_a_kill_during_a_resumed_run_resumes_again(small_run, tmp_path):
 def test_a_kill_while_the_directory_is_set_up_says_to_start_again(small_run, tmp_path):
     spec, _ = small_run
     run_dir = tmp_path / "setup"
-    killed = sgl("run", str(spec), "--run-dir", str(run_dir), "-q", cwd=tmp_path, env={"SGL_CRASH_AT": "write:2"})
+    # write:1 is run.json's own write (the first of the set-up: later ones resume by themselves, #20)
+    killed = sgl("run", str(spec), "--run-dir", str(run_dir), "-q", cwd=tmp_path, env={"SGL_CRASH_AT": "write:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stdout
     result = CliRunner().invoke(main, ["resume", str(run_dir)])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "was stopped while it was being set up, before anything ran" in result.output
-    assert f"--run-dir {str(run_dir)!r} --overwrite" in result.output
+    assert f"--run-dir {run_dir} --overwrite" in result.output
 
 
 def test_a_completed_run_resumed_writes_nothing_new(small_run, tmp_path):
