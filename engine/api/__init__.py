@@ -48,6 +48,7 @@ def run(spec: str | Path, overrides: Iterable[str] = (), *, run_dir: str | Path 
     A run stopped by ``stop_after`` epochs, Ctrl-C or a signal raises ``Interrupted`` after its
     checkpoint; ``resume`` continues it.
     """
+    from sgl.engine.results.pages import run_figures
     from sgl.engine.results.run import Run
     from sgl.engine.rundir.reader import RunFiles
     from sgl.engine.rundir.session import run_spec
@@ -55,17 +56,19 @@ def run(spec: str | Path, overrides: Iterable[str] = (), *, run_dir: str | Path 
 
     options = RunOptions(run_dir=Path(run_dir) if run_dir is not None else None, overwrite=overwrite,
                          stop_after_epochs=stop_after, progress=progress)
-    return Run(RunFiles(run_spec(spec, list(overrides), options)))
+    return Run(RunFiles(run_spec(spec, list(overrides), options, figures=run_figures)))
 
 
 def resume(run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Run:
     """Continue a run from its last checkpoint (`sgl resume`); returns the run."""
+    from sgl.engine.results.pages import run_figures
     from sgl.engine.results.run import Run
     from sgl.engine.rundir.reader import RunFiles
     from sgl.engine.rundir.session import resume_run
     from sgl.engine.run.executor import RunOptions
 
-    return Run(RunFiles(resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=progress))))
+    options = RunOptions(stop_after_epochs=stop_after, progress=progress)
+    return Run(RunFiles(resume_run(run_dir, options, figures=run_figures)))
 
 
 def open_run(run_dir: str | Path) -> Run:

@@ -25,12 +25,15 @@ from .checkpoints import CheckpointUnreadable, no_usable_checkpoint, read_checkp
 from .claim import RunLock, new_run_dir
 from .layout import RunDir
 from .reader import RunFiles
-from .recorder import Recorder, has_tensorboard
+from .recorder import FigureMaker, Recorder
+from .trackers import not_installed
 from .setup import write_start
 
 
-def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None) -> Path:
-    """`sgl run`: compile the spec, make a run directory and execute the plan."""
+def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None, *,
+             figures: FigureMaker | None = None) -> Path:
+    """`sgl run`: compile the spec, make a run directory and execute the plan. ``figures`` draws the
+    run's figures at its end, for trackers that keep files."""
     options = options or RunOptions()
     overrides = list(overrides)
     compiled = compile_spec(spec_path, overrides)
@@ -39,7 +42,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     path, lock = _shared_run_dir(runtime.collectives, compiled, options)
     rundir = RunDir(path, writer=accelerator.is_main_process)
     write_start(rundir, compiled, Path(spec_path), overrides, runtime.bundle.task, accelerator)
-    executor = _executor(runtime, rundir, compiled.plan, options)
+    executor = _executor(runtime, rundir, compiled, options, figures)
     executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
     try:
         executor.execute(Cursor())
@@ -49,7 +52,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     return path
 
 
-def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
+def resume_run(run_dir: str | Path, options: RunOptions | None = None, *, figures: FigureMaker | None = None) -> Path:
     """`sgl resume`: continue a run from its last checkpoint with nothing else given.
 
     The last checkpoint is used, or the previous one when the last cannot be read or does not fit
@@ -67,9 +70,9 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
         rundir = RunDir(files.path, writer=main)
         rundir.remove_stale_temporaries()
         if any(p.exists() for p in (rundir.checkpoint, rundir.previous_checkpoint)):
-            executor, cursor = _restore(rundir, compiled, accelerator, options)
+            executor, cursor = _restore(rundir, compiled, accelerator, options, figures)
         else:
-            executor, cursor = _from_the_start(rundir, compiled, accelerator, options), Cursor()
+            executor, cursor = _from_the_start(rundir, compiled, accelerator, options, figures), Cursor()
         if cursor.stage >= len(compiled.plan.stages) and _completed(rundir):
             executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
             return rundir.path
@@ -90,16 +93,20 @@ def _completed(rundir: RunDir) -> bool:
 
 
 def _accelerator(plan: RunPlan) -> Any:
-    if plan.run.tensorboard == "on" and not has_tensorboard():
-        raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
+    missing = not_installed(plan.run.trackers)
+    if missing:
+        raise RunDirError(missing)
     return make_accelerator(plan)
 
 
-def _executor(runtime: Any, rundir: RunDir, plan: RunPlan, options: RunOptions) -> Executor:
-    return Executor(runtime, Recorder(rundir, plan.run.tensorboard), options)
+def _executor(runtime: Any, rundir: RunDir, compiled: Compiled, options: RunOptions,
+              figures: FigureMaker | None) -> Executor:
+    recorder = Recorder(rundir, compiled.plan.run.trackers, compiled.spec.model_dump(mode="json"), figures)
+    return Executor(runtime, recorder, options)
 
 
-def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
+def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+             figures: FigureMaker | None) -> tuple[Executor, Cursor]:
     """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
     failures: list[str] = []
     paths = (rundir.checkpoint, rundir.previous_checkpoint)
@@ -109,7 +116,7 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
         except CheckpointUnreadable as exc:
             failures.append(str(exc))
             continue
-        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
         try:
             cursor = executor.restore(state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
@@ -124,10 +131,11 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
     raise no_usable_checkpoint(rundir, failures)
 
 
-def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> Executor:
+def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+                    figures: FigureMaker | None) -> Executor:
     """A run stopped after it was set up but before its first checkpoint: nothing had trained, so it
     starts again from the beginning, as ``run_spec`` would have gone on."""
-    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
     executor.progress.message(f"{rundir.path} was stopped before its first checkpoint; starting it from the beginning")
     executor.checkpoint_start()
     return executor
