@@ -14,6 +14,7 @@ from typing import Any
 from ..plan.compile import Compiled
 from ..plan.types import RunPlan
 from ..plan.view import plan_json
+from ..plan.view import resolved_yaml as resolve
 from ..run.checkpoint import CHECKPOINT_FORMAT
 from .layout import RunDir
 
@@ -41,16 +42,7 @@ def write_start(rundir: RunDir, compiled: Compiled, spec_path: Path, overrides: 
 
 
 def resolved_yaml(compiled: Compiled) -> str:
-    from ruamel.yaml import YAML
-
-    data = compiled.spec.model_dump(mode="json")
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buffer = io.StringIO()
-    buffer.write(f"# {compiled.spec.name}: the spec as run (defaults filled, overrides applied).\n")
-    yaml.dump(data, buffer)
-    return buffer.getvalue()
+    return resolve(compiled.spec)
 
 
 def plan_text(plan: RunPlan) -> str:
