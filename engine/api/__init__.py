@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sgl.engine.results.run import Run
     from sgl.engine.run.runner import Runner
 
-__all__ = ["build_runner", "export", "load_spec", "open_run", "plan", "report", "resume", "run"]
+__all__ = ["build_runner", "export", "export_all", "load_spec", "open_run", "plan", "report", "resume", "run"]
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Any:
@@ -93,9 +93,20 @@ def report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, groups: dict[
     return write_report([Path(p) for p in run_dirs], Path(out_dir), groups=groups)
 
 
-def export(run_dir: str | Path, name: str, fmt: str = "pt", out: str | Path | None = None, *,
+def export(run_dir: str | Path, name: str, fmt: str = "pt2", out: str | Path | None = None, *,
            network: str | None = None) -> Path:
-    """Export a run's final model of learner (or evaluate stage) ``name`` (`sgl export`)."""
+    """Export one network of learner (or evaluate stage) ``name`` of a run; returns the file. By
+    default the trained network of an evaluate stage, else the derived network of a searchable
+    learner (the architecture found), else a fixed learner's network."""
     from sgl.engine.results.export import export_model
 
     return export_model(run_dir, name, fmt, out, network=network)
+
+
+def export_all(run_dir: str | Path, learners: list[str] | None = None, fmt: str = "pt2", out_dir: str | Path | None = None,
+               *, network: str | None = None, sizes: dict[str, int | None] | None = None, say: Any = None) -> list[Path]:
+    """`sgl export`: each learner's files into ``out_dir`` (``<run_dir>/export``) — a searchable
+    learner's genotype, derived network and (if evaluated) trained network, a fixed learner's network."""
+    from sgl.engine.results.export import export_run
+
+    return export_run(run_dir, learners, fmt, out_dir, network=network, sizes=sizes, say=say)

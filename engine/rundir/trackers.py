@@ -17,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..extras import install_hint
 from ..plan.settings import TrackerPlan
 from .files import read_json, write_json
 from .layout import RunDir
 
-#: The package each tracker imports, and the extra of this project that installs it.
+#: The package each tracker imports, and the extra of this project that installs it (``comet`` for comet_ml).
 PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "aim": "aim", "comet_ml": "comet_ml",
            "clearml": "clearml", "dvclive": "dvclive"}
 EXTRA = {**{name: name for name in PACKAGE}, "comet_ml": "comet"}
@@ -37,9 +38,7 @@ def not_installed(trackers: tuple[TrackerPlan, ...]) -> str | None:
     """The one-line error for the first required tracker whose package is missing (None: all there)."""
     for tracker in trackers:
         if tracker.required and not installed(tracker.name):
-            extra = EXTRA[tracker.name]
-            return (f"run.trackers: {tracker.name} is not installed; install it with pip install 'sgl[{extra}]' "
-                    f"(from a clone: pip install -e '.[{extra}]')")
+            return f"run.trackers: {tracker.name} is not installed; {install_hint(EXTRA[tracker.name])}"
     return None
 
 

@@ -130,8 +130,7 @@ def test_a_missing_tracker_is_one_line_naming_the_extra(tmp_path: Path, make_spe
     monkeypatch.setattr(trackers, "installed", lambda name: name != "aim")
     result = CliRunner().invoke(main, ["run", str(spec), "--run-dir", str(tmp_path / "run"), "-q"])
     assert result.exit_code == 2, result.output
-    assert result.output.strip() == ("error: run.trackers: aim is not installed; install it with pip install "
-                                     "'sgl[aim]' (from a clone: pip install -e '.[aim]')")
+    assert result.output.strip() == f"error: run.trackers: aim is not installed; install this project's aim extra: pip install -e '{REPO}[aim]'"
     assert not (tmp_path / "run").exists()
 
 
