@@ -205,10 +205,22 @@ def schema(output: Path | None) -> None:
         click.echo(text, nl=False)
 
 
-@main.command()
+class _ComponentsCommand(click.Command):
+    """`sgl components --help` lists the kinds (from the registry, when the help is shown)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from sgl import registry
+
+        with formatter.section("Kinds"):
+            formatter.write_dl([(kind, f"{info.noun}s — a spec names one with {info.key}:")
+                                for kind, info in registry.KINDS.items()])
+
+
+@main.command(cls=_ComponentsCommand)
 @click.argument("kind", required=False)
 def components(kind: str | None) -> None:
-    """List the registered components (of one KIND) with their fields."""
+    """List the registered components (of one KIND) with their fields: types as YAML reads them,
+    defaults as a spec writes them."""
     from sgl import registry
 
     from .components import print_components
