@@ -1,12 +1,16 @@
 """The figures of a report, as PNG and SVG (each ``figsize`` × ``DPI`` pixels exactly):
 
-- ``<run>_loss``: training loss per learner and network (per logged iteration, else per epoch);
-- ``<run>_accuracy``: validation (solid) and training (dashed) accuracy per learner and network;
+- ``<run>_loss``: training loss per learner, a panel per network (per logged iteration, else per epoch);
+- ``<run>_accuracy``: validation (solid) and training (dashed) accuracy per learner, a panel per
+  network, from the epoch the network first trained;
 - ``<run>_eval``: evaluation stages' training loss and train / test accuracy per epoch;
 - ``<run>_alpha_<learner>_<cell>``: each edge's architecture weights over the epochs, one panel per
-  edge, one line per operation (cells and edge names come from the learner's search space);
+  edge, one line per operation (cells and edge names come from the learner's search space), flat
+  edges labelled as such;
 - ``<run>_<learner>_<cell>``: cell diagrams of each final (and evaluated) genotype, drawn by its space;
 - ``groups_test_error``: mean ± std test error per group, when several runs are reported.
+
+Legends sit outside the panels, so they never cover a curve.
 """
 
 from __future__ import annotations

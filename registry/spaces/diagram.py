@@ -207,38 +207,9 @@ def _label_spot(p1: Point, p2: Point, rad: float, size: tuple[float, float], blo
     return min(spots, key=cost)  # first of equals
 
 
-def _render_matplotlib(genotype: Genotype, cell: str, title: str | None = None) -> Figure:
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
-    nodes, edges = cell_graph(genotype, cell)
-    layer = _layers(nodes, edges)
-    pos = _positions(nodes, edges, layer)
-    xs = [x for x, _ in pos.values()]
-    ys = [y for _, y in pos.values()]
-    x0, x1 = min(xs) - _BOX_W, max(xs) + _BOX_W
-    y0, y1 = min(ys) - _BOX_H - 0.7, max(ys) + _BOX_H + 0.9
-    scale = 1.1  # inches per data unit
-    fig = Figure(figsize=((x1 - x0) * scale, (y1 - y0) * scale), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")  # keeps arc3's bend (computed on screen) equal to _curve's (in data units)
-    ax.axis("off")
-    if title:
-        ax.text(x0 + 0.2, y1 - 0.35, title, fontsize=12, va="center", ha="left")
-
-    boxes = {}
-    rects = {}
-    for name, role in nodes:
-        x, y = pos[name]
-        boxes[name] = FancyBboxPatch(
-            (x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
-            boxstyle="round,pad=0.02", facecolor=_MPL_FILL[role], edgecolor="black", linewidth=1.5, zorder=3,
-        )
-        ax.add_patch(boxes[name])
-        rects[name] = _box((x, y), _BOX_W + 0.15, _BOX_H + 0.15)
-        ax.text(x, y, _math_label(name), ha="center", va="center", fontsize=12, zorder=4)
+def _draw_edges(ax, pos: dict[str, Point], boxes: dict, rects: dict[str, Rect], edges: list[tuple[str, str, str]]) -> None:
+    """Each edge as the least bent arc that misses the boxes, its label beside it where it covers least."""
+    from matplotlib.patches import FancyArrowPatch
 
     routes = []
     used: dict[tuple[str, str], set[float]] = {}
@@ -269,6 +240,42 @@ def _render_matplotlib(genotype: Genotype, cell: str, title: str | None = None) 
                 x, y, label, ha="center", va="center", fontsize=9, zorder=5, rotation=angle, rotation_mode="anchor",
                 bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none", alpha=0.85),
             )
+
+
+def _render_matplotlib(genotype: Genotype, cell: str, title: str | None = None) -> Figure:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    nodes, edges = cell_graph(genotype, cell)
+    layer = _layers(nodes, edges)
+    pos = _positions(nodes, edges, layer)
+    xs = [x for x, _ in pos.values()]
+    ys = [y for _, y in pos.values()]
+    x0, x1 = min(xs) - _BOX_W, max(xs) + _BOX_W
+    y0, y1 = min(ys) - _BOX_H - 0.7, max(ys) + _BOX_H + 0.9
+    scale = 1.1  # inches per data unit
+    fig = Figure(figsize=((x1 - x0) * scale, (y1 - y0) * scale), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")  # keeps arc3's bend (computed on screen) equal to _curve's (in data units)
+    ax.axis("off")
+    if title:
+        ax.text(x0 + 0.2, y1 - 0.35, title, fontsize=12, va="center", ha="left")
+
+    boxes = {}
+    rects = {}
+    for name, role in nodes:
+        x, y = pos[name]
+        boxes[name] = FancyBboxPatch(
+            (x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
+            boxstyle="round,pad=0.02", facecolor=_MPL_FILL[role], edgecolor="black", linewidth=1.5, zorder=3,
+        )
+        ax.add_patch(boxes[name])
+        rects[name] = _box((x, y), _BOX_W + 0.15, _BOX_H + 0.15)
+        ax.text(x, y, _math_label(name), ha="center", va="center", fontsize=12, zorder=4)
+
+    _draw_edges(ax, pos, boxes, rects, edges)
     return fig
 
 
