@@ -9,6 +9,7 @@ the others keep what they are given in memory and write nothing.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +57,12 @@ class Recorder:
 
     def _artifacts(self) -> list[Path]:
         """What the trackers keep of the run: the spec as run, the summary, genotypes and figures."""
-        drawn = self._figures(self.rundir.path) if self._figures is not None else []
+        drawn: list[Path] = []
+        if self._figures is not None:
+            try:
+                drawn = self._figures(self.rundir.path)
+            except Exception as exc:  # noqa: BLE001 - a figure that cannot be drawn must not fail a finished run
+                warnings.warn(f"the run's figures were not drawn for its trackers: {type(exc).__name__}: {exc}", stacklevel=2)
         figures = sorted(self.rundir.figures.glob("*")) if self.rundir.figures.is_dir() else []
         files = [self.rundir.resolved_spec, self.rundir.summary, *self.rundir.architecture_files().values()]
         return [p for p in dict.fromkeys([*files, *figures, *drawn]) if p.is_file()]

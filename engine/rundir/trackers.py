@@ -137,8 +137,10 @@ class MLflow(Tracker):
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its database migrations on every start
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        self._previous_uri = mlflow.get_tracking_uri()
-        uri = self.plan.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        # MLflow keeps its tracking URI in this variable too: what it holds now is the user's (or
+        # nothing), and what finish() puts back
+        self._previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        uri = self.plan.uri or self._previous_uri
         artifacts = None
         if uri is None:
             self.store.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,27 @@ def test_the_default_is_tensorboard_as_run_tensorboard_says(make_spec) -> None:
     plan = sgl.plan(make_spec(run={"trackers": [{"name": "wandb", "options": {"mode": "offline"}}]}))
     (tracker,) = plan.run.trackers
     assert (tracker.name, tracker.experiment, tracker.options, tracker.required) == ("wandb", "test", {"mode": "offline"}, True)
+
+
+def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path: Path) -> None:
+    import mlflow
+
+    from sgl.engine.plan.settings import TrackerPlan
+    from sgl.engine.rundir.layout import RunDir
+    from sgl.engine.rundir.trackers import Trackers
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    rundir = RunDir(tmp_path / "run")
+    rundir.path.mkdir()
+    plans = (TrackerPlan("mlflow", "resumed", None, {}, required=True),)
+    for epoch in (0, 1):  # the run, then its resume: each process starts the trackers anew
+        trackers = Trackers(rundir, plans)
+        trackers.start({"name": "resumed", "seed": 3})
+        trackers.log({"val/W/acc": 0.5 + epoch / 10}, "epoch", "alice", epoch)
+        trackers.finish()
+    ids = json.loads((rundir.trackers / "ids.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{rundir.trackers / 'mlflow' / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.run_id == ids["mlflow"] and run.data.params == {"name": "resumed", "seed": "3"}
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "epoch/alice/val/W/acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.6)]
