@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sgl.engine.run.runner import Runner
 
 __all__ = ["ExpectationFailed", "Interrupted", "NonFiniteLoss", "RunDirError", "SpecError", "build_runner", "export",
-           "load_spec", "open_run", "plan", "report", "resume", "run"]
+           "export_all", "load_spec", "open_run", "plan", "report", "resume", "run"]
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Any:
@@ -53,6 +53,7 @@ def run(spec: str | Path, overrides: Iterable[str] = (), *, run_dir: str | Path 
     A run stopped by ``stop_after`` epochs, Ctrl-C or a signal raises ``Interrupted`` after its
     checkpoint; ``resume`` continues it.
     """
+    from sgl.engine.results.pages import run_figures
     from sgl.engine.results.run import Run
     from sgl.engine.rundir.reader import RunFiles
     from sgl.engine.rundir.session import run_spec
@@ -60,17 +61,19 @@ def run(spec: str | Path, overrides: Iterable[str] = (), *, run_dir: str | Path 
 
     options = RunOptions(run_dir=Path(run_dir) if run_dir is not None else None, overwrite=overwrite,
                          stop_after_epochs=stop_after, progress=progress)
-    return Run(RunFiles(run_spec(spec, list(overrides), options)))
+    return Run(RunFiles(run_spec(spec, list(overrides), options, figures=run_figures)))
 
 
 def resume(run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Run:
     """Continue a run from its last checkpoint (`sgl resume`); returns the run."""
+    from sgl.engine.results.pages import run_figures
     from sgl.engine.results.run import Run
     from sgl.engine.rundir.reader import RunFiles
     from sgl.engine.rundir.session import resume_run
     from sgl.engine.run.executor import RunOptions
 
-    return Run(RunFiles(resume_run(run_dir, RunOptions(stop_after_epochs=stop_after, progress=progress))))
+    options = RunOptions(stop_after_epochs=stop_after, progress=progress)
+    return Run(RunFiles(resume_run(run_dir, options, figures=run_figures)))
 
 
 def open_run(run_dir: str | Path) -> Run:
@@ -95,9 +98,20 @@ def report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, groups: dict[
     return write_report([Path(p) for p in run_dirs], Path(out_dir), groups=groups)
 
 
-def export(run_dir: str | Path, name: str, fmt: str = "pt", out: str | Path | None = None, *,
+def export(run_dir: str | Path, name: str, fmt: str = "pt2", out: str | Path | None = None, *,
            network: str | None = None) -> Path:
-    """Export a run's final model of learner (or evaluate stage) ``name`` (`sgl export`)."""
+    """Export one network of learner (or evaluate stage) ``name`` of a run; returns the file. By
+    default the trained network of an evaluate stage, else the derived network of a searchable
+    learner (the architecture found), else a fixed learner's network."""
     from sgl.engine.results.export import export_model
 
     return export_model(run_dir, name, fmt, out, network=network)
+
+
+def export_all(run_dir: str | Path, learners: list[str] | None = None, fmt: str = "pt2", out_dir: str | Path | None = None,
+               *, network: str | None = None, sizes: dict[str, int | None] | None = None, say: Any = None) -> list[Path]:
+    """`sgl export`: each learner's files into ``out_dir`` (``<run_dir>/export``) — a searchable
+    learner's genotype, derived network and (if evaluated) trained network, a fixed learner's network."""
+    from sgl.engine.results.export import export_run
+
+    return export_run(run_dir, learners, fmt, out_dir, network=network, sizes=sizes, say=say)

@@ -73,23 +73,53 @@ def _count(n: int, noun: str) -> str:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@click.option("--resolved", "--print-config", "resolved", is_flag=True,
+              help="Print the spec as it would run instead (defaults filled, overrides applied): YAML that `sgl run` runs unchanged.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --resolved: write it to this file (its relative paths rebased to name the same files from there).")
 @click.option("--estimate", is_flag=True, help="Time each kind of iteration on this machine and project the run's wall time.")
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True, help="Iterations timed per kind (--estimate).")
+@click.option("--budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="--estimate's own time limit (default: 30 s or a tenth of the projected run, whichever is less).")
 @user_errors
-def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str, estimate: bool, iterations: int) -> None:
-    """Show the run plan a spec compiles to (overrides as key.path=value)."""
-    import json
-
-    from ..plan import view as plan_view
+def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str, resolved: bool, output: Path | None, estimate: bool,
+                 iterations: int, budget: float | None) -> None:
+    """Show the run plan a spec compiles to (overrides as key.path=value), or the spec resolved."""
     from ..plan.compile import compile_spec
 
+    if output is not None and not resolved:
+        raise UserError("--output writes the resolved spec: add --resolved (or --print-config)")
     compiled = compile_spec(spec, overrides)
-    plan = compiled.plan
+    if resolved:
+        _print_resolved(compiled, output)
+        return
     cost = None
     if estimate:
         from ..run.estimate import estimate as measure
 
-        cost = measure(compiled, iterations=iterations)
+        cost = measure(compiled, iterations=iterations, budget=budget, say=lambda text: click.echo(text, err=True))
+    _show_plan(compiled.plan, fmt, cost)
+
+
+def _print_resolved(compiled, output: Path | None) -> None:
+    from ..plan.view import resolved_yaml
+    from ..rundir.files import atomic_write_text
+
+    if output is None:
+        click.echo(resolved_yaml(compiled.spec), nl=False)
+        return
+    try:
+        atomic_write_text(output, resolved_yaml(compiled.spec, compiled.base_dir, output))
+    except OSError as exc:
+        raise UserError(f"error: cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}")
+
+
+def _show_plan(plan, fmt: str, cost) -> None:
+    import json
+
+    from ..plan import view as plan_view
+
     if fmt == "json":
         data = plan_view.plan_dict(plan)
         if cost is not None:
@@ -176,11 +206,23 @@ def schema(output: Path | None) -> None:
         click.echo(text, nl=False)
 
 
-@main.command()
+class _ComponentsCommand(click.Command):
+    """`sgl components --help` lists the kinds (from the registry, when the help is shown)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from sgl import registry
+
+        with formatter.section("Kinds"):
+            formatter.write_dl([(kind, f"{info.noun}s — a spec names one with {info.key}:")
+                                for kind, info in registry.KINDS.items()])
+
+
+@main.command(cls=_ComponentsCommand)
 @click.argument("kind", required=False)
 @user_errors
 def components(kind: str | None) -> None:
-    """List the registered components (of one KIND) with their fields."""
+    """List the registered components (of one KIND) with their fields: types as YAML reads them,
+    defaults as a spec writes them."""
     from sgl import registry
 
     from .components import print_components

@@ -1,4 +1,4 @@
-"""The commands `sgl report`, `sgl export` and `sgl train` (added to the `sgl` group by engine/cli.py).
+"""The commands `sgl report`, `sgl export` and `sgl train` (added to the `sgl` group by cli/main.py).
 
 Bad input (a path that is no run, an unknown learner or format, a spec that is not
 evaluation-only) exits with code 2 and a one-line message, like the other commands.
@@ -71,18 +71,29 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, .
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--learner", "-l", required=True, help="A learner of the run, or an evaluation stage that trained a network.")
-@click.option("--format", "fmt", type=click.Choice(["genotype", "pt", "torchscript", "onnx"]), default="torchscript", show_default=True)
-@click.option("--network", type=click.Choice(["eval", "W", "V"]), default=None,
-              help="eval: the evaluation stage's network; W / V: the search network (default: eval when one exists, else V, else W).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/export/<learner>.<ext>).")
+@click.option("--learner", "-l", "learners", multiple=True,
+              help="A learner, or an evaluation stage that trained a network; repeatable (default: every learner).")
+@click.option("--format", "fmt", type=click.Choice(["pt2", "pt", "torchscript", "onnx", "genotype"]), default="pt2",
+              show_default=True, help="pt2: torch.export (load with torch.export.load(f).module()); pt: weights + "
+              "description (sgl's load_model); torchscript (deprecated by PyTorch); onnx (the onnx extra); genotype: JSON.")
+@click.option("--network", type=click.Choice(["derived", "trained", "supernet", "W", "V"]), default=None,
+              help="Only this network: derived (the architecture found, untrained, sized for evaluation), trained (an "
+              "evaluate stage's), supernet (the search network, architecture baked in), W / V (a search network). "
+              "Default: a searchable learner's genotype, derived and (if evaluated) trained networks; a fixed learner's network.")
+@click.option("--channels", type=click.IntRange(min=1), help="Initial channels of the derived network (default: its evaluate stage's, else the darts protocol's).")
+@click.option("--layers", type=click.IntRange(min=1), help="Cells of the derived network (default: as --channels).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), help="Folder for the files (default: RUN_DIR/export).")
 @user_errors
-def export(run_dir: Path, learner: str, fmt: str, network: str | None, output: Path | None) -> None:
-    """Export a run's final model: its genotype, a weights file, TorchScript or ONNX."""
+def export(run_dir: Path, learners: tuple[str, ...], fmt: str, network: str | None, channels: int | None,
+           layers: int | None, output: Path | None) -> None:
+    """Export a run's networks, each file named for what it is (alice.derived.pt2, alice.trained.pt2, ...)."""
     import sgl
 
-    path = sgl.export(run_dir, learner, fmt, output, network=network)
-    click.echo(f"wrote {path}")
+    sizes = {"channels": channels, "layers": layers}
+    paths = sgl.export_all(run_dir, list(learners) or None, fmt, output, network=network, sizes=sizes,
+                           say=lambda text: click.echo(text, err=True))
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 def check_evaluation_only(spec_path: Path, overrides: tuple[str, ...]) -> None:

@@ -23,7 +23,7 @@ from .checks import (Group, check_batches, check_evaluate, check_expectations, c
                      data_warnings, memory_warnings)
 from .graph import graph, passes
 from .phases import growing_phases, net_epochs, with_ramps
-from .settings import DataPlan, EarlyStopRule, ExpectationPlan, LossWeights, RunSettings
+from .settings import DataPlan, EarlyStopRule, ExpectationPlan, LossWeights, RunSettings, TrackerPlan
 from .types import (
     Action,
     DeriveStagePlan,
@@ -85,7 +85,7 @@ def plan(spec: BaseModel, base_dir: Path | None = None, stated_in: Mapping[int, 
     return RunPlan(
         name=spec.name, description=spec.description, seed=spec.seed, deterministic=spec.deterministic, data=data,
         learners=learners, stages=tuple(stages), loss_weights=loss_weights, labeler=spec.pseudo_labels,
-        hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=RunSettings(**spec.run.model_dump()),
+        hypergradient=spec.hypergradient, grad_clip=spec.optim.grad_clip, run=_run_settings(spec),
         expect=_expectations(spec, stated_in or {}, spec_file),
         warnings=tuple(memory_warnings(spec, group) + data_warnings(spec, base_dir)),
         nodes=nodes, edges=edges, passes=passes(spec.hypergradient, learners, group.steps),
@@ -93,6 +93,21 @@ def plan(spec: BaseModel, base_dir: Path | None = None, stated_in: Mapping[int, 
 
 
 # --------------------------------------------------------------------------- the parts of the plan
+
+
+def _run_settings(spec: BaseModel) -> RunSettings:
+    """The run section, with its trackers resolved: those listed (each required), else TensorBoard
+    as ``run.tensorboard`` says (``auto``: when installed)."""
+    run = spec.run
+    if run.trackers is not None:
+        trackers = tuple(TrackerPlan(t.name, t.experiment or spec.name, t.uri, dict(t.options), required=True)
+                         for t in run.trackers)
+    elif run.tensorboard == "off":
+        trackers = ()
+    else:
+        trackers = (TrackerPlan("tensorboard", spec.name, None, {}, required=run.tensorboard == "on"),)
+    fields = run.model_dump(exclude={"trackers"})
+    return RunSettings(**fields, trackers=trackers)
 
 
 def _data_plan(spec: BaseModel) -> DataPlan:

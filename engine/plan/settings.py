@@ -55,6 +55,17 @@ class ExpectationPlan:
 
 
 @dataclass(frozen=True)
+class TrackerPlan:
+    """An experiment tracker of the run (the spec's ``run.trackers``, or TensorBoard by default)."""
+
+    name: str                         # Accelerate's name: tensorboard, mlflow, wandb, ...
+    experiment: str                   # MLflow experiment, W&B project, ...: the spec's name unless given
+    uri: str | None                   # where it stores; None: inside the run directory
+    options: dict[str, str | int | float | bool]  # passed to the tracker's own start
+    required: bool                    # a missing package is an error (else the tracker is left out)
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Where and how the run runs (the spec's ``run:`` section, every default filled)."""
 
@@ -63,6 +74,7 @@ class RunSettings:
     cpu: bool
     log_every: int                    # iterations between metric lines (and host syncs)
     tensorboard: Literal["auto", "on", "off"]
+    trackers: tuple[TrackerPlan, ...]  # every tracker, the default TensorBoard included
     threads: int | None
     eval_bn: Literal["batch", "running"]
     fused: bool

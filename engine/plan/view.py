@@ -1,8 +1,11 @@
-"""How a RunPlan is shown: text (learners, one iteration per stage, a table of stages), JSON, DOT."""
+"""How a RunPlan is shown: text (learners, one iteration per stage, a table of stages), JSON, DOT —
+and the spec it was compiled from, resolved (``sgl plan --resolved``, a run's spec.resolved.yaml)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,47 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def resolved_yaml(spec: BaseModel, base_dir: Path | None = None, target: Path | None = None) -> str:
+    """The spec with every default filled and the overrides applied, as YAML that runs unchanged.
+
+    With ``target`` (the file it will be written to) in another folder than ``base_dir`` (the spec's),
+    relative paths — dataset roots, ``run.output``, genotype files — are rebased onto ``target``'s
+    folder, so they name the same files from there."""
+    from ruamel.yaml import YAML
+
+    data = spec.model_dump(mode="json")
+    if target is not None and base_dir is not None:
+        data = _rebased(spec.model_dump(), data, Path(base_dir), Path(target).parent)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    buffer = io.StringIO()
+    buffer.write(f"# {spec.name}: the spec as run (defaults filled, overrides applied).\n")  # type: ignore[attr-defined]
+    yaml.dump(data, buffer)
+    return buffer.getvalue()
+
+
+def _rebased(python: Any, plain: Any, base: Path, folder: Path) -> Any:
+    """``plain`` (the JSON dump) with each relative path of ``python`` (the Python dump) made
+    relative to ``folder`` instead of ``base``: Path fields, and genotype names that are files."""
+    def move(path: str) -> str:
+        return Path(os.path.relpath(os.path.abspath(base / path), os.path.abspath(folder))).as_posix()
+
+    if isinstance(python, dict) and isinstance(plain, dict):
+        out = {}
+        for key, value in plain.items():
+            if key == "genotype" and isinstance(value, str) and not Path(value).is_absolute() and (base / value).is_file():
+                out[key] = move(value)
+            else:
+                out[key] = _rebased(python.get(key), value, base, folder)
+        return out
+    if isinstance(python, (list, tuple)) and isinstance(plain, list):
+        return [_rebased(p, q, base, folder) for p, q in zip(python, plain)]
+    if isinstance(python, Path) and not python.is_absolute():
+        return move(str(python))
+    return plain
 
 
 def _stage_ids(stage) -> tuple[str, ...]:

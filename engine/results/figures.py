@@ -1,12 +1,16 @@
 """The figures of a report, as PNG and SVG (each ``figsize`` × ``DPI`` pixels exactly):
 
-- ``<run>_loss``: training loss per learner and network (per logged iteration, else per epoch);
-- ``<run>_accuracy``: validation (solid) and training (dashed) accuracy per learner and network;
+- ``<run>_loss``: training loss per learner, a panel per network (per logged iteration, else per epoch);
+- ``<run>_accuracy``: validation (solid) and training (dashed) accuracy per learner, a panel per
+  network, from the epoch the network first trained;
 - ``<run>_eval``: evaluation stages' training loss and train / test accuracy per epoch;
 - ``<run>_alpha_<learner>_<cell>``: each edge's architecture weights over the epochs, one panel per
-  edge, one line per operation (cells and edge names come from the learner's search space);
+  edge, one line per operation (cells and edge names come from the learner's search space), flat
+  edges labelled as such;
 - ``<run>_<learner>_<cell>``: cell diagrams of each final (and evaluated) genotype, drawn by its space;
 - ``groups_test_error``: mean ± std test error per group, when several runs are reported.
+
+Legends sit outside the panels, so they never cover a curve.
 """
 
 from __future__ import annotations
@@ -80,55 +84,89 @@ def _line_style(count: int) -> dict[str, Any]:
 
 
 def _finish_curves(ax, ylabel: str, title: str, xlabel: str = "epoch") -> None:
-    """Label a curve axis the way every curve figure here is labelled."""
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    """Label a curve axis the way every curve figure here is labelled (legends go outside the axes)."""
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=10)
     _integer_x(ax)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+
+
+def _outside_legend(fig, handles: list, labels: list[str]) -> None:
+    """One legend for the figure, right of the panels: it never covers a curve."""
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+
+
+def _trained(rows: list[dict[str, Any]], net: str) -> list[dict[str, Any]]:
+    """A learner's epoch lines from the first in which ``net`` trained: before it, the network's
+    accuracy is an untrained network's (V waits for the search stage)."""
+    for i, r in enumerate(rows):
+        if r.get(R.train_loss(net)) is not None or r.get(R.train_acc(net)) is not None:
+            return rows[i:]
+    return []
+
+
+#: What each network's training loss is, for the panel titles.
+LOSS_TITLES = {"W": "W: cross-entropy on D_train (stage 1)", "V": "V: w_lab·CE + λ·pseudo-label loss (stage 2)"}
 
 
 def loss_figure(run: RunData, out: Path) -> list[Path]:
-    fig = _figure(CURVE_FIGSIZE)
-    ax = fig.add_subplot()
-    drawn = 0
+    """Training loss, one panel per network (V's includes λ·pseudo, on another scale than W's)."""
     # per-iteration losses where the run logged them, else the epoch means
     records, xkey, ykey, offset, xlabel = ((run.iters, R.STEP, R.loss, 0, "iteration") if run.iters
                                            else (run.epochs, R.EPOCH_INDEX, R.train_loss, 1, "epoch"))
-    for learner in _learner_names(records):
-        rows = [r for r in records if r.get("learner") == learner]
-        for net in R.NETWORKS:
-            xs, ys = _series(rows, xkey, ykey(net), offset=offset)
-            if xs:
-                ax.plot(xs, ys, label=f"{learner} {net}", linewidth=1.2, **_line_style(len(xs)))
-                drawn += 1
-    if not drawn:
+    learners = _learner_names(records)
+    series = {net: [(k, _series([r for r in records if r.get("learner") == k], xkey, ykey(net), offset=offset))
+                    for k in learners] for net in R.NETWORKS}
+    nets = [net for net in R.NETWORKS if any(xs for _, (xs, _) in series[net])]
+    if not nets:
         return []
-    _finish_curves(ax, "training loss", f"{run.label}: loss per learner and network", xlabel=xlabel)
+    fig = _figure(CURVE_FIGSIZE)
+    axes = fig.subplots(1, len(nets), squeeze=False)[0]
+    colors = _colors()
+    handles: dict[str, Any] = {}
+    for ax, net in zip(axes, nets):
+        for i, (learner, (xs, ys)) in enumerate(series[net]):
+            if xs:
+                (line,) = ax.plot(xs, ys, color=colors[i % len(colors)], linewidth=1.2, **_line_style(len(xs)))
+                handles.setdefault(learner, line)
+        _finish_curves(ax, "training loss", LOSS_TITLES[net], xlabel=xlabel)
+    _outside_legend(fig, list(handles.values()), list(handles))
+    fig.suptitle(f"{run.label}: training loss", fontsize=11)
     return _save(fig, out / f"{run.label}_loss")
 
 
 def accuracy_figure(run: RunData, out: Path) -> list[Path]:
+    """Accuracy per epoch, one panel per network: colour = learner, solid = D_val, dashed = training."""
+    from matplotlib.lines import Line2D
+
+    learners = _learner_names(run.epochs)
+    nets = [net for net in R.NETWORKS
+            if any(r.get(R.val_acc(net)) is not None or r.get(R.train_acc(net)) is not None for r in run.epochs)]
+    if not nets:
+        return []
     fig = _figure(CURVE_FIGSIZE)
-    ax = fig.add_subplot()
-    drawn = 0
+    axes = fig.subplots(1, len(nets), sharey=True, squeeze=False)[0]
     colors = _colors()
-    for i, learner in enumerate(_learner_names(run.epochs)):
-        rows = [r for r in run.epochs if r.get("learner") == learner]
-        for j, net in enumerate(R.NETWORKS):
-            color = colors[(2 * i + j) % len(colors)]
-            for split, key, style in (("val", R.val_acc(net), "-"), ("train", R.train_acc(net), "--")):
+    for ax, net in zip(axes, nets):
+        for i, learner in enumerate(learners):
+            rows = _trained([r for r in run.epochs if r.get("learner") == learner], net)
+            for key, style in ((R.val_acc(net), "-"), (R.train_acc(net), "--")):
                 xs, ys = _series(rows, R.EPOCH_INDEX, key, offset=1)
                 if xs:
-                    ax.plot(xs, [_pct(y) for y in ys], style, color=color, label=f"{learner} {net} ({split})",
-                            linewidth=1.2, **_line_style(len(xs)))
-                    drawn += 1
-    if not drawn:
-        return []
-    _finish_curves(ax, "accuracy (%)", f"{run.label}: accuracy (solid: validation, dashed: training)")
+                    ax.plot(xs, [_pct(y) for y in ys], style, color=colors[i % len(colors)], linewidth=1.2,
+                            **_line_style(len(xs)))
+        _finish_curves(ax, "accuracy (%)" if net == nets[0] else "", f"{net}: {R.val_acc(net)} and {R.train_acc(net)}")
+    handles = [Line2D([], [], color=colors[i % len(colors)]) for i in range(len(learners))]
+    handles += [Line2D([], [], color="black", linestyle="-"), Line2D([], [], color="black", linestyle="--")]
+    _outside_legend(fig, handles, [*learners, "D_val", "training"])
+    fig.suptitle(f"{run.label}: accuracy (from the epoch each network first trained)", fontsize=11)
     return _save(fig, out / f"{run.label}_accuracy")
 
 
 def eval_figure(run: RunData, out: Path) -> list[Path]:
+    from matplotlib.lines import Line2D
+
     if not run.evals:
         return []
     fig = _figure(CURVE_FIGSIZE)
@@ -139,14 +177,16 @@ def eval_figure(run: RunData, out: Path) -> list[Path]:
         rows = [r for r in run.evals if str(r.get(R.EVAL_STAGE)) == stage]
         color = colors[i % len(colors)]
         xs, ys = _series(rows, R.EPOCH_INDEX, R.EVAL_TRAIN_LOSS, offset=1)
-        loss_ax.plot(xs, ys, color=color, label=stage, linewidth=1.2, **_line_style(len(xs)))
+        loss_ax.plot(xs, ys, color=color, linewidth=1.2, **_line_style(len(xs)))
         for key, style in ((R.EVAL_TEST_ACC, "-"), (R.EVAL_TRAIN_ACC, "--")):
             xs, ys = _series(rows, R.EPOCH_INDEX, key, offset=1)
-            acc_ax.plot(xs, [_pct(y) for y in ys], style, color=color, label=f"{stage} ({key.split('/')[0]})",
-                        linewidth=1.2, **_line_style(len(xs)))
-    _finish_curves(loss_ax, "training loss", "evaluation: loss")
-    _finish_curves(acc_ax, "accuracy (%)", "evaluation: test (solid), train (dashed)")
-    fig.suptitle(run.label)
+            acc_ax.plot(xs, [_pct(y) for y in ys], style, color=color, linewidth=1.2, **_line_style(len(xs)))
+    _finish_curves(loss_ax, "training loss", f"evaluation: {R.EVAL_TRAIN_LOSS}")
+    _finish_curves(acc_ax, "accuracy (%)", f"evaluation: {R.EVAL_TEST_ACC}, {R.EVAL_TRAIN_ACC}")
+    handles = [Line2D([], [], color=colors[i % len(colors)]) for i in range(len(stages))]
+    handles += [Line2D([], [], color="black", linestyle="-"), Line2D([], [], color="black", linestyle="--")]
+    _outside_legend(fig, handles, [*stages, "test", "training"])
+    fig.suptitle(run.label, fontsize=11)
     return _save(fig, out / f"{run.label}_eval")
 
 
@@ -183,6 +223,33 @@ def _alpha_series(history: list[dict[str, Any]], cell: str) -> tuple[list[dict[s
     return per_edge, order
 
 
+#: An edge whose weights all stay within this of each other has not moved: its panel says so
+#: (a 0.1247-0.1253 axis would otherwise make noise look like a preference).
+FLAT_SPREAD = 0.01
+
+
+def _spread(series: dict[str, tuple[list[float], list[float]]]) -> float:
+    values = [y for _, ys in series.values() for y in ys]
+    return max(values) - min(values) if values else 0.0
+
+
+def _alpha_panel(ax, series: dict[str, tuple[list[float], list[float]]], ops: list[str], color_of: dict[str, Any],
+                 title: str, handles: dict[str, Any]) -> None:
+    for op in ops:
+        if op in series:
+            xs, ys = series[op]
+            (line,) = ax.plot(xs, ys, color=color_of[op], linewidth=1.2, **_line_style(len(xs)))
+            handles.setdefault(op, line)
+    spread = _spread(series)
+    ax.set_title(title, fontsize=8)
+    if spread < FLAT_SPREAD:
+        ax.text(0.5, 0.92, f"flat (spread {spread:.1g})", transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                color="dimgray", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+    _integer_x(ax)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, alpha=0.3)
+
+
 def alpha_figures(run: RunData, out: Path) -> list[Path]:
     paths: list[Path] = []
     for learner, history in run.histories.items():
@@ -199,26 +266,24 @@ def alpha_figures(run: RunData, out: Path) -> list[Path]:
             colors = _colors()
             color_of = {op: colors[i % len(colors)] for i, op in enumerate(ops)}
             names = space.edge_labels(n)
-            handles = {}
+            handles: dict[str, Any] = {}
             for e, ax in enumerate(axes.flat):
                 if e >= n:
                     ax.set_visible(False)
                     continue
-                for op in ops:
-                    if op in per_edge[e]:
-                        xs, ys = per_edge[e][op]
-                        (line,) = ax.plot(xs, ys, color=color_of[op], linewidth=1.2, **_line_style(len(xs)))
-                        handles.setdefault(op, line)
-                ax.set_title(names[e], fontsize=8)
-                _integer_x(ax)
-                ax.tick_params(labelsize=7)
-                ax.grid(True, alpha=0.3)
+                _alpha_panel(ax, per_edge[e], ops, color_of, names[e], handles)
             for ax in axes[-1]:
                 ax.set_xlabel("epoch", fontsize=8)
             for ax in axes[:, 0]:
                 ax.set_ylabel("weight", fontsize=8)
             fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
-            fig.suptitle(f"{run.label}: architecture weights of {learner}, {cell} cell")
+            widest = max(_spread(series) for series in per_edge)
+            note = ""
+            if widest < FLAT_SPREAD:  # every edge still uniform: show the scale, and say so
+                uniform = 1.0 / max(1, len(ops))
+                axes[0, 0].set_ylim(max(0.0, uniform - 0.1), uniform + 0.1)
+                note = f" — no weight moved more than {widest:.1g}: still uniform, the differences are noise"
+            fig.suptitle(f"{run.label}: architecture weights of {learner}, {cell} cell{note}")
             paths += _save(fig, out / f"{run.label}_alpha_{_safe(learner)}_{cell}")
     return paths
 
@@ -230,12 +295,24 @@ def _space_of(run: RunData, learner: str, history: list[dict[str, Any]]):
     return space_config(str(name))
 
 
+def reuse(out: Path, pattern: str, sources: list[Path]) -> list[Path]:
+    """The figures under ``out`` matching ``pattern`` when each is newer than every source (a run's
+    records): figures are drawn once, by the run or the report, not again while nothing changed."""
+    found = sorted(out.glob(pattern)) if out.is_dir() else []
+    newest = max((p.stat().st_mtime_ns for p in sources if p.is_file()), default=0)
+    return found if found and all(p.stat().st_mtime_ns >= newest for p in found) else []
+
+
 def cell_figures(run: RunData, out: Path) -> dict[str, list[Path]]:
-    """Diagrams of every final architecture and every evaluated one not among them."""
+    """Diagrams of every final architecture and every evaluated one not among them. Into the run's
+    own ``figures/``, a final architecture's are the derive stage's (``cell_<learner>_*``), reused."""
+    own = out.resolve() == run.files.dir.figures.resolve()
     written: dict[str, list[Path]] = {}
     shown = {}
     for learner, architecture in run.architectures.items():
-        written[learner] = architecture.draw(out, f"{run.label}_{_safe(learner)}")
+        stem = f"cell_{_safe(learner)}" if own else f"{run.label}_{_safe(learner)}"
+        written[learner] = (reuse(out, f"{stem}_*", [run.files.dir.architecture(learner)])
+                            or architecture.draw(out, stem))
         shown[json.dumps(architecture.to_json(), sort_keys=True)] = learner
     for ev in run.evaluations:
         try:

@@ -1,11 +1,16 @@
-"""A run's trained networks as modules: an evaluate stage's network, or a learner of the search
-rebuilt from the run's last checkpoint — and the model files (``pt``) that rebuild them.
+"""A run's networks as modules, each saying what it is (``Exportable.what``):
 
-For ``NAME``: an evaluation stage's network when an evaluation trained one for learner ``NAME``
-(or the stage is called ``NAME``), the genotype network of ``models/<stage>.pt``; otherwise learner
-``NAME`` of the search: for a searchable learner the supernet with its architecture (softmax(α), β)
-baked in as constants, so the module takes images and returns logits; for a fixed learner its
-network. The learner's result network by default (the one its architecture was learned through).
+- ``derived``: the discrete network of a searchable learner's architecture, built as an evaluate
+  stage builds it (``protocol.network_info``) with the sizes of the evaluate stage that trains the
+  learner, or the ``darts`` protocol's defaults when none does — freshly initialised, to be trained;
+- ``trained``: an evaluate stage's trained network (``models/<stage>.pt``), for learner ``NAME`` or
+  the stage called ``NAME``;
+- ``supernet``: a searchable learner's search network rebuilt from the run's last checkpoint, with
+  its architecture (softmax(α), β) baked in as constants, so it takes images and returns logits;
+- ``network``: a fixed learner's network from the last checkpoint.
+
+``exportable`` picks one; the model files (``pt``) that ``load_model`` rebuilds hold the weights,
+the plain-data description of the network and this metadata (``export``).
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ class Exportable:
     """A model ready to export: the eager module (eval mode), its package for ``pt``, its architecture."""
 
     def __init__(self, module: nn.Module, package: dict[str, Any], architecture: Architecture | None, task: Task,
-                 source: str) -> None:
+                 source: str, what: str = "trained", meta: dict[str, Any] | None = None) -> None:
         self.module = module.eval()
         self.package = package
         self.architecture = architecture
         self.task = task
         self.source = source
+        self.what = what  # derived, trained, supernet or network: in export file names
+        self.meta = {"what": what, "source": source, **(meta or {})}
+        package.setdefault("export", self.meta)
 
     def example(self, batch: int = 1) -> torch.Tensor:
         t = self.task
@@ -128,7 +136,8 @@ def _from_evaluation(path: Path) -> Exportable:
     module = _rebuild(package)
     info = package["network"]
     return Exportable(module, package, load_architecture(info["genotype"]), Task(**info["task"]),
-                      source=f"evaluation network {path.name}")
+                      source=f"evaluation network {path.name}", what="trained",
+                      meta={"learner": package.get("learner"), "stage": package.get("stage"), "trained": True})
 
 
 def load_learner(run_dir: Path, name: str, accelerator: Any = None):
@@ -184,24 +193,75 @@ def _from_search(run_dir: Path, name: str, network: str | None) -> Exportable:
                    "space": {k: v.detach().cpu() for k, v in learner.space.state_dict().items()},
                    "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "learner": name}
         architecture = RunFiles(run_dir).architectures.get(name) or learner.architecture()
-        return Exportable(wrapped, package, architecture, task, source=f"search network {name}/{net_name} (architecture baked in)")
+        return Exportable(wrapped, package, architecture, task, what="supernet",
+                          source=f"search network {name}/{net_name} (architecture baked in)",
+                          meta={"learner": name, "net": net_name, "result_net": learner.plan.final_net, "trained": True})
     package = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "network": {"type": "model", **base},
                "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "learner": name}
-    return Exportable(module, package, None, task, source=f"fixed network {name}/{net_name}")
+    return Exportable(module, package, None, task, source=f"fixed network {name}/{net_name}", what="network",
+                      meta={"learner": name, "net": net_name, "result_net": learner.plan.final_net, "trained": True})
 
 
-def exportable(run_dir: str | Path, name: str, network: str | None = None) -> Exportable:
-    """What ``export_model`` writes for ``name``. ``network``: None (the evaluated network when
-    there is one, else the search network V, or W without stage 2), ``"eval"``, ``"W"`` or ``"V"``."""
+def derived(run_dir: Path, name: str, sizes: dict[str, int] | None = None) -> Exportable:
+    """The discrete network of learner ``name``'s architecture, sized as the evaluate stage that
+    trains it says (or the ``darts`` protocol's defaults), ``sizes`` (channels, layers) over them."""
+    from sgl import registry
+    from sgl.registry.evaluation import DEFAULT_PROTOCOL
+
+    from ..plan.types import EvaluateStagePlan
+
+    try:
+        files = open_run_dir(run_dir)
+        plan = files.plan
+        task = files.task()
+    except RunDirError as exc:
+        raise ExportError(str(exc)) from None
+    except SpecError as exc:
+        raise ExportError("\n".join(map(str, exc.problems))) from None
+    architecture = files.architectures.get(name)
+    if architecture is None:
+        known = ", ".join(files.architectures) or "none yet"
+        raise ExportError(f"{name!r} has no genotype in {files.path} (a fixed learner, or none derived yet); "
+                          f"learners with one: {known}")
+    stage = next((s for s in plan.stages if isinstance(s, EvaluateStagePlan) and s.learner == name), None)
+    protocol = stage.protocol if stage is not None else registry.get("protocol", DEFAULT_PROTOCOL).config()
+    info = protocol.network_info(architecture, task)
+    info.update({k: int(v) for k, v in (sizes or {}).items() if v is not None})
+    with torch.random.fork_rng():  # the same initial weights from the same run, without touching the caller's RNG
+        torch.manual_seed(plan.seed)
+        module = build_network(info).eval()
+    origin = (f"evaluate stage {stage.name!r} ({protocol.protocol} protocol)" if stage is not None
+              else f"the {protocol.protocol} protocol's defaults (no evaluate stage trains {name})")
+    meta = {"learner": name, "trained": False, "protocol": protocol.protocol, "sizes_from": origin,
+            "channels": info.get("channels"), "layers": info.get("layers"), "overridden": sorted(k for k, v in (sizes or {}).items() if v is not None)}
+    package = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "network": info, "learner": name,
+               "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
+    return Exportable(module, package, architecture, task, what="derived", meta=meta,
+                      source=f"derived network of {name} (untrained; sizes from {origin})")
+
+
+def exportable(run_dir: str | Path, name: str, network: str | None = None, *,
+               sizes: dict[str, int] | None = None) -> Exportable:
+    """One network of the run for ``name``. ``network``: None (the evaluated network when there is
+    one, else the search's result network: a trained network), ``"derived"``, ``"trained"`` (or
+    ``"eval"``), ``"supernet"`` (the search's result network of a searchable learner), ``"W"`` or ``"V"``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ExportError(f"no such run directory: {str(run_dir)!r}")
-    if network not in (None, "eval", "W", "V"):
-        raise ExportError(f"network must be 'eval', 'W' or 'V', got {network!r}")
-    if network in (None, "eval"):
+    if network not in NETWORK_CHOICES:
+        raise ExportError(f"network must be one of {', '.join(n for n in NETWORK_CHOICES if n)}, got {network!r}")
+    if network == "derived":
+        return derived(run_dir, name, sizes)
+    if network in (None, "eval", "trained"):
         path = _evaluated(RunFiles(run_dir), name)
         if path is not None:
             return _from_evaluation(path)
-        if network == "eval":
+        if network is not None:
             raise ExportError(f"no evaluation stage of {run_dir} trained a network for {name!r}")
-    return _from_search(run_dir, name, network)
+    item = _from_search(run_dir, name, None if network == "supernet" else network)
+    if network == "supernet" and item.what != "supernet":
+        raise ExportError(f"{name!r} is a fixed learner: it has no supernet (export its network with --network W or V)")
+    return item
+
+
+NETWORK_CHOICES = (None, "derived", "trained", "eval", "supernet", "W", "V")

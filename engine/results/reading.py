@@ -37,6 +37,14 @@ class RunData:
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     expectations: list[ExpectationResult] = field(default_factory=list)  # the plan's expect: against the summary
     notes: list[str] = field(default_factory=list)  # what could not be read, said on the page
+    final_nets: dict[str, str] = field(default_factory=dict)  # learner -> its result network, from the plan
+
+    def final_net(self, learner: str) -> str:
+        """The network the learner's architecture was learned through (V with stage 2, else W)."""
+        if learner in self.final_nets:
+            return self.final_nets[learner]
+        result = self.learners.get(learner)
+        return "V" if result is not None and ("V" in result.test_acc or "V" in result.val_acc) else "W"
 
     @property
     def path(self) -> Path:
@@ -99,6 +107,7 @@ def load_run(path: Path, label: str | None = None) -> RunData:
     name = _name(files, summary)
     run = RunData(files=files, label=label or name, name=name, summary=summary, notes=notes)
     run.expectations = _expectations(run)
+    run.final_nets = _final_nets(run)
     run.iters = files.metrics(R.ITER)
     run.epochs = files.metrics(R.EPOCH)
     run.evals = files.metrics(R.EVAL_EPOCH)
@@ -117,6 +126,24 @@ def _expectations(run: RunData) -> list[ExpectationResult]:
         run.notes.append(f"expectations not checked: {str(exc).splitlines()[0]}")
         return []
     return check(expect, run.summary.to_json())
+
+
+def _final_nets(run: RunData) -> dict[str, str]:
+    if not run.learners:
+        return {}
+    try:
+        return {name: learner.final_net for name, learner in run.files.plan.learners.items()}
+    except (SpecError, RunDirError, OSError):  # a hand-made or foreign run: the summary's networks decide
+        return {}
+
+
+def trained_networks(run: RunData, learner: str) -> set[str]:
+    """The networks of a learner that trained in some epoch of the search (all of them when the
+    run has no epoch lines to tell): before V trains, its accuracy is an untrained network's."""
+    rows = [r for r in run.epochs if r.get(R.LEARNER) == learner]
+    if not rows:
+        return set(R.NETWORKS)
+    return {net for net in R.NETWORKS for r in rows if r.get(R.train_loss(net)) is not None}
 
 
 def _safe(text: str) -> str:
@@ -214,16 +241,17 @@ def result_rows(run: RunData) -> list[dict[str, Any]]:
         })
     if rows:
         return rows
-    best = None  # (acc, learner, net, params)
+    best = None  # (acc, learner, net, params): the best learner's result network
     for name, learner in run.learners.items():
-        for net, acc in learner.test_acc.items():
-            acc = _pct(acc)
-            if acc is not None and (best is None or acc > best[0]):
-                best = (acc, name, net, _num(learner.params_M))
+        net = run.final_net(name)
+        acc = _pct(learner.test_acc.get(net))
+        if acc is not None and (best is None or acc > best[0]):
+            best = (acc, name, net, _num(learner.params_M))
     return [{
         **base,
         "source_key": "search",
-        "source": f"search network, best learner ({best[1]}/{best[2]})" if best else "search (no test accuracy)",
+        "source": (f"search network, best learner ({best[1]}/{best[2]}: test/{best[2]}/acc)" if best
+                   else "search (no test accuracy)"),
         "test_error_final": 100.0 - best[0] if best else None,
         "test_error_best": None,
         "params_M": best[3] if best else None,

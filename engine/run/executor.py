@@ -241,7 +241,7 @@ class Executor:
         crash_point("summary")
         self.sink.summary(summary)
         if status == "completed" and self.runtime.collectives.is_main and self.options.progress:
-            self.progress.console.print(summary_table(summary_rows(summary, self.runtime)))
+            self.progress.console.print(summary_table(summary_rows(summary, self.runtime, self.sink)))
             if results:
                 self.progress.console.print(expectations_table(results))
             self.progress.console.print(f"run directory: {self.sink.location}  (figures and a page: sgl report {self.sink.location})")

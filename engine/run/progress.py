@@ -106,13 +106,15 @@ class Progress:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
+    """The learners at the end of a run; the columns are metrics.jsonl's keys (``val/W/acc``, ...)."""
+    accuracies = [key for key in rows[0] if "/acc" in key] if rows else []
     table = Table(title="summary", title_justify="left")
-    for column in ("learner", "kind", "val acc (W)", "val acc (V)", "test acc", "genotype"):
-        table.add_column(column, justify="right" if "acc" in column else "left")
+    for column in ("learner", "kind", "result net", *accuracies, "genotype"):
+        table.add_column(column, justify="right" if "/acc" in column else "left")
     for row in rows:
         table.add_row(
-            row["learner"], row["kind"],
-            *(f"{row[k]:.2%}" if isinstance(row.get(k), float) else "–" for k in ("val_acc_W", "val_acc_V", "test_acc")),
+            row["learner"], row["kind"], row["result"],
+            *(f"{row[k]:.2%}" if isinstance(row.get(k), float) else "–" for k in accuracies),
             row.get("genotype") or "–",
         )
     return table

@@ -113,9 +113,9 @@ class SearchStage:
         now = self.clock.process_seconds()
         watched = [self._epoch_line(name, global_epoch, totals.get(name, {}), measured, now) for name in learners]
         watched = [value for value in watched if value is not None]
-        lines = [f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.sink.last_epoch(name).items()
-                                        if isinstance(v, float) and R.is_val_acc(k))
-                 for name in learners]
+        lines = [f"{name}: " + ", ".join(f"{R.val_acc(net)} {line[R.val_acc(net)]:.4f}" for net in R.NETWORKS
+                                        if isinstance(line.get(R.val_acc(net)), float) and R.train_loss(net) in line)
+                 for name, line in ((name, self.sink.last_epoch(name)) for name in learners)]
         self.progress.message(escape(f"[{self.stage.name}] epoch {global_epoch + 1}/{self.runtime.plan.total_epochs} done · "
                                      + " · ".join(lines)))
         if self.watch is None or not watched or not self.watch.worsened(sum(watched) / len(watched)):

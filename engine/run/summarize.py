@@ -69,12 +69,18 @@ def summarize(runtime: Runtime, sink: RunSink, cursor: Cursor, status: Status, *
     )
 
 
-def summary_rows(summary: Summary, runtime: Runtime) -> list[dict[str, Any]]:
-    """The rows of the table printed at the end of a run: each learner's result network's accuracy."""
+def summary_rows(summary: Summary, runtime: Runtime, sink: RunSink) -> list[dict[str, Any]]:
+    """The rows of the table printed at the end of a run, under the keys metrics.jsonl uses: each
+    learner's result network, and its networks' accuracies (a network's D_val accuracy only once
+    it trained: V's before the search stage is an untrained network's)."""
     rows = []
     for name, result in summary.learners.items():
-        final = runtime.plan.learners[name].final_net
-        rows.append({"learner": name, "kind": result.kind, "val_acc_W": result.val_acc.get("W"),
-                     "val_acc_V": result.val_acc.get("V"), "test_acc": result.test_acc.get(final),
-                     "genotype": result.genotype})
+        last = sink.last_epoch(name)
+        row: dict[str, Any] = {"learner": name, "kind": result.kind, "result": runtime.plan.learners[name].final_net,
+                               "genotype": result.genotype}
+        for net in R.NETWORKS:
+            trained = last.get(R.train_loss(net)) is not None
+            row[R.val_acc(net)] = result.val_acc.get(net) if trained else None
+            row[f"test/{net}/acc"] = result.test_acc.get(net)
+        rows.append(row)
     return rows

@@ -9,7 +9,6 @@ plan.txt and run.json contradict. A run.json from before digests is accepted, wi
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shlex
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Callable
 from ..errors import RunDirError, SpecError
 from ..plan.compile import Compiled, compile_spec
 from ..plan.view import plan_json
+from ..plan.view import resolved_yaml as spec_as_run
 from .layout import RunDir
 
 DIGESTED = ("spec.yaml", "spec.resolved.yaml", "plan.json")
@@ -27,16 +27,7 @@ _MAX_BYTES = 10_000_000
 
 def resolved_yaml(compiled: Compiled) -> str:
     """spec.resolved.yaml: the validated spec with every default filled and the overrides applied."""
-    from ruamel.yaml import YAML
-
-    data = compiled.spec.model_dump(mode="json")
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buffer = io.StringIO()
-    buffer.write(f"# {compiled.spec.name}: the spec as run (defaults filled, overrides applied).\n")
-    yaml.dump(data, buffer)
-    return buffer.getvalue()
+    return spec_as_run(compiled.spec)
 
 
 def digest(name: str, data: bytes) -> str:

@@ -109,6 +109,11 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
 
+    @property
+    def trackers(self) -> Path:
+        """The other trackers' stores (``trackers/mlflow``, ``trackers/wandb``, ...) and their run ids."""
+        return self.path / "trackers"
+
     def model(self, stage: str) -> Path:
         return self.path / "models" / f"{stage}.pt"
 

@@ -1,55 +1,71 @@
 """The recorder: a run's products into its run directory — the sink of ``sgl run`` and ``sgl resume``.
 
-It writes metrics lines (and TensorBoard's events), architectures and their histories, diagrams,
-trained networks, the summary and checkpoints, each where ``RunDir`` says. Only the main process
-writes; the others keep what they are given in memory and write nothing.
+It writes metrics lines, architectures and their histories, diagrams, trained networks, the summary
+and checkpoints, each where ``RunDir`` says, and hands the metrics, each epoch's genotypes and, at
+the end, the figures to the run's experiment trackers (``trackers``). Only the main process writes;
+the others keep what they are given in memory and write nothing.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
-from typing import Any
+import warnings
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from sgl.registry import Architecture
 
 from .. import records as R
+from ..plan.settings import TrackerPlan
 from ..summary import Summary
 from .checkpoints import CheckpointFiles
 from .files import iter_jsonl
 from .layout import RunDir
+from .trackers import Trackers
 
-
-def has_tensorboard() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None
+#: Draws a run's figures into its ``figures/`` folder and returns them (the report's, given by the
+#: layer that knows them), for the trackers that keep files.
+FigureMaker = Callable[[Path], list[Path]]
 
 
 class Recorder:
     """A ``run.sink.RunSink`` over a run directory."""
 
-    def __init__(self, rundir: RunDir, tensorboard: str = "auto") -> None:
+    def __init__(self, rundir: RunDir, trackers: tuple[TrackerPlan, ...] = (), spec: dict[str, Any] | None = None,
+                 figures: FigureMaker | None = None) -> None:
         self.rundir = rundir
         self.location = str(rundir.path)
         self.checkpoints = CheckpointFiles(rundir)
-        self._tensorboard = tensorboard
-        self._tracker: Any = None
+        self.trackers = Trackers(rundir, trackers)
+        self._spec = spec or {}
+        self._figures = figures
         self._last_epoch: dict[str, dict[str, Any]] = {}  # learner -> its latest epoch line
 
     # -- life
     def start(self) -> None:
-        if self.rundir.writer and self._tensorboard != "off" and has_tensorboard():
-            from accelerate.tracking import TensorBoardTracker
-
-            self._tracker = TensorBoardTracker(self.rundir.tensorboard.name, str(self.rundir.path))
-            self._tracker.start()
+        self.trackers.start(self._spec)
 
     def finish(self) -> None:
         self.rundir.close()
-        if self._tracker is not None:
-            self._tracker.finish()
-            self._tracker = None
+        try:
+            if self.trackers.want_figures:
+                self.trackers.files(self._artifacts())
+        finally:
+            self.trackers.finish()
+
+    def _artifacts(self) -> list[Path]:
+        """What the trackers keep of the run: the spec as run, the summary, genotypes and figures."""
+        drawn: list[Path] = []
+        if self._figures is not None:
+            try:
+                drawn = self._figures(self.rundir.path)
+            except Exception as exc:  # noqa: BLE001 - a figure that cannot be drawn must not fail a finished run
+                warnings.warn(f"the run's figures were not drawn for its trackers: {type(exc).__name__}: {exc}", stacklevel=2)
+        figures = sorted(self.rundir.figures.glob("*")) if self.rundir.figures.is_dir() else []
+        files = [self.rundir.resolved_spec, self.rundir.summary, *self.rundir.architecture_files().values()]
+        return [p for p in dict.fromkeys([*files, *figures, *drawn]) if p.is_file()]
 
     def positions(self) -> dict[str, int]:
         return self.rundir.offsets()
@@ -67,11 +83,9 @@ class Recorder:
         self.rundir.log(record)
         if record.get(R.KIND) == R.EPOCH:
             self._last_epoch[record[R.LEARNER]] = record
-        if self._tracker is not None:
-            who = record.get(R.LEARNER, record.get(R.EVAL_STAGE))
-            prefix = f"{record[R.KIND]}/{who}"
-            scalars = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, float) and k != R.TIME}
-            self._tracker.log(scalars, step=record.get(R.STEP, record.get(R.EPOCH_INDEX)))
+        values = {k: v for k, v in record.items() if k != R.TIME}
+        who = str(record.get(R.LEARNER, record.get(R.EVAL_STAGE)))
+        self.trackers.log(values, str(record[R.KIND]), who, int(record.get(R.STEP, record.get(R.EPOCH_INDEX, 0))))
 
     def last_epoch(self, learner: str) -> dict[str, Any]:
         return self._last_epoch.get(learner, {})
@@ -90,6 +104,7 @@ class Recorder:
             "epoch": epoch, "genotype": architecture.to_json(), "alpha": weights,
             "primitives": list(architecture.operations()), "entropy": entropy,
         })
+        self.trackers.genotype(learner, epoch + 1, architecture.to_json(), architecture.describe())
 
     def diagrams(self, learner: str, architecture: Architecture) -> None:
         if self.rundir.writer:

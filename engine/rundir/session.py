@@ -26,12 +26,15 @@ from .checkpoints import CheckpointUnreadable, no_usable_checkpoint, read_checkp
 from .claim import RunLock, new_run_dir
 from .layout import RunDir
 from .reader import RunFiles
-from .recorder import Recorder, has_tensorboard
+from .recorder import FigureMaker, Recorder
 from .setup import finish_start, write_start
+from .trackers import not_installed
 
 
-def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None) -> Path:
-    """`sgl run`: compile the spec, make a run directory and execute the plan."""
+def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunOptions | None = None, *,
+             figures: FigureMaker | None = None) -> Path:
+    """`sgl run`: compile the spec, make a run directory and execute the plan. ``figures`` draws the
+    run's figures at its end, for trackers that keep files."""
     options = options or RunOptions()
     overrides = list(overrides)
     compiled = compile_spec(spec_path, overrides, require_data=True)  # data that is not there: refused here
@@ -43,7 +46,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         if options.progress and rundir.writer:
             make_console().print(f"run directory: {path}", soft_wrap=True, markup=False)
         write_start(rundir, compiled, Path(spec_path), overrides, runtime.bundle.task, accelerator)
-        executor = _executor(runtime, rundir, compiled.plan, options)
+        executor = _executor(runtime, rundir, compiled, options, figures)
         executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
         executor.execute(Cursor())
     except BaseException as exc:
@@ -54,7 +57,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
     return path
 
 
-def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
+def resume_run(run_dir: str | Path, options: RunOptions | None = None, *, figures: FigureMaker | None = None) -> Path:
     """`sgl resume`: continue a run from its last checkpoint with nothing else given.
 
     The last checkpoint is used, or the previous one when the last cannot be read or does not fit
@@ -73,9 +76,9 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
         rundir.remove_stale_temporaries()
         finished = finish_start(rundir, files.info, compiled, accelerator)  # a set-up a kill cut short
         if any(p.exists() for p in (rundir.checkpoint, rundir.previous_checkpoint)):
-            executor, cursor = _restore(rundir, compiled, accelerator, options)
+            executor, cursor = _restore(rundir, compiled, accelerator, options, figures)
         else:
-            executor, cursor = _from_the_start(rundir, compiled, accelerator, options, finished), Cursor()
+            executor, cursor = _from_the_start(rundir, compiled, accelerator, options, figures, finished), Cursor()
         for note in files.notes:
             executor.progress.message(f"note: {note}")
         if cursor.stage >= len(compiled.plan.stages) and _completed(rundir):
@@ -111,16 +114,20 @@ def _completed(rundir: RunDir) -> bool:
 
 
 def _accelerator(plan: RunPlan) -> Any:
-    if plan.run.tensorboard == "on" and not has_tensorboard():
-        raise RunDirError("run.tensorboard is 'on' but tensorboard is not installed (pip install tensorboard)")
+    missing = not_installed(plan.run.trackers)
+    if missing:
+        raise RunDirError(missing)
     return make_accelerator(plan)
 
 
-def _executor(runtime: Any, rundir: RunDir, plan: RunPlan, options: RunOptions) -> Executor:
-    return Executor(runtime, Recorder(rundir, plan.run.tensorboard), options)
+def _executor(runtime: Any, rundir: RunDir, compiled: Compiled, options: RunOptions,
+              figures: FigureMaker | None) -> Executor:
+    recorder = Recorder(rundir, compiled.plan.run.trackers, compiled.spec.model_dump(mode="json"), figures)
+    return Executor(runtime, recorder, options)
 
 
-def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
+def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+             figures: FigureMaker | None) -> tuple[Executor, Cursor]:
     """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
     failures: list[str] = []
     paths = (rundir.checkpoint, rundir.previous_checkpoint)
@@ -130,7 +137,7 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
         except CheckpointUnreadable as exc:
             failures.append(str(exc))
             continue
-        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
         try:
             cursor = executor.restore(state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
@@ -146,11 +153,11 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
 
 
 def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
-                    finished: list[str] = ()) -> Executor:
+                    figures: FigureMaker | None, finished: list[str] = ()) -> Executor:
     """A run stopped before its first checkpoint (or while it was being set up: ``finished`` are the
     set-up files written now): nothing had trained, so it starts again from the beginning, as
     ``run_spec`` would have gone on."""
-    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
     when = f"while it was being set up (now finished: {', '.join(finished)})" if finished else "before its first checkpoint"
     executor.progress.message(f"{rundir.path} was stopped {when}; starting it from the beginning")
     executor.checkpoint_start()

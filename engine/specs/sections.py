@@ -4,10 +4,11 @@
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -191,12 +192,44 @@ class Expectation(Section):
         return self.value - self.tolerance, self.value + self.tolerance
 
 
+#: The experiment trackers a run can report to (Accelerate's trackers), each installed by the extra
+#: of the same name (``pip install 'sgl[mlflow]'``), ``comet_ml`` by ``sgl[comet]``.
+TrackerName = Literal["tensorboard", "mlflow", "wandb", "aim", "comet_ml", "clearml", "dvclive"]
+
+
+class TrackerSpec(Section):
+    name: TrackerName = Field(description="The tracker (Accelerate's name for it).")
+    experiment: str | None = Field(
+        None, max_length=250, description="MLflow experiment, W&B / Comet / ClearML project, Aim experiment (default: the spec's name).")
+    uri: str | None = Field(
+        None, max_length=2000,
+        description="Where the tracker stores: MLflow's tracking URI, Aim's repository (default: inside the run "
+        "directory, under trackers/; an MLFLOW_TRACKING_URI in the environment counts as given).")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Passed to the tracker's own start (wandb.init's mode, entity, tags, ...).")
+
+
+def _trackers(value: Any) -> Any:
+    """A tracker given by its name alone (``trackers: [tensorboard, mlflow]``) has every default."""
+    if isinstance(value, (list, tuple)):
+        return [{"name": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class RunSpec(Section):
     output: PathField = Field(Path("runs"), description="Runs go to <output>/<name>/<id>/ (relative to the spec file).")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (Accelerate).")
     cpu: bool = Field(False, description="Run on the CPU even when an accelerator is present.")
     log_every: PositiveInt = Field(20, description="Log metrics (and sync with the device) every this many iterations.")
-    tensorboard: Literal["auto", "on", "off"] = Field("auto", description="TensorBoard events: auto = when installed.")
+    tensorboard: Literal["auto", "on", "off"] = Field(
+        "auto", description="TensorBoard events when run.trackers is not given: auto = when installed.")
+    trackers: Annotated[tuple[TrackerSpec, ...], BeforeValidator(_trackers)] | None = Field(
+        None, max_length=7,
+        description="Experiment trackers that get the resolved spec, every metric line, the genotype of every "
+        "epoch and the figures: names (tensorboard, mlflow, wandb, aim, comet_ml, clearml, dvclive) or mappings "
+        "{name, experiment, uri, options}. Each is stored inside the run directory unless told otherwise; a "
+        "tracker that is not installed is an error naming its extra (pip install 'sgl[mlflow]'). Default: "
+        "TensorBoard as run.tensorboard says.")
     threads: PositiveInt | None = Field(None, le=1024, description="torch CPU threads (default: torch's choice; at most 1024).")
     eval_bn: Literal["batch", "running"] = Field(
         "batch",
@@ -223,6 +256,15 @@ class RunSpec(Section):
         "stopped peer); generous, since the main process writes checkpoints while the others wait "
         "(at most 604,800, a week).",
     )
+
+    @model_validator(mode="after")
+    def _each_tracker_once(self) -> "RunSpec":
+        names = [t.name for t in self.trackers or ()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError("tracker_twice", f"trackers names {', '.join(twice)} more than once",
+                                      {"at": "trackers"})
+        return self
 
 
 def stage_tag(value: Any) -> str | None:

@@ -1,7 +1,9 @@
 """Cell diagrams of a genotype: DOT text always, PNG/SVG with Graphviz or, without it, matplotlib.
 
 The picture follows DARTS' ``visualize.py``: left to right, inputs c_{k-2} and c_{k-1}, the
-intermediate nodes 0..n-1, the output c_{k}, each edge labelled with its operation.
+intermediate nodes 0..n-1, the output c_{k}, each edge labelled with its operation. Both renderers
+set the subscripts as subscripts (Graphviz's HTML labels, matplotlib's mathtext); matplotlib puts
+each operation's label beside its edge, where it covers the fewest boxes, labels and other edges.
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def cell_graph(genotype: Cells, cell: str) -> tuple[list[tuple[str, str]], list[
     return nodes, edges
 
 
+def _subscripted(name: str) -> tuple[str, str] | None:
+    """``("c", "k-2")`` for ``c_{k-2}``; None for a name without a subscript."""
+    base, sep, rest = name.partition("_{")
+    return (base, rest[:-1]) if sep and rest.endswith("}") else None
+
+
+def _dot_label(name: str) -> str:
+    parts = _subscripted(name)
+    return f"<{parts[0]}<sub>{parts[1]}</sub>>" if parts else _quote(name)
+
+
+def _math_label(name: str) -> str:
+    parts = _subscripted(name)
+    return f"${parts[0]}_{{{parts[1]}}}$" if parts else name
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -58,7 +76,7 @@ def cell_dot(genotype: Cells, cell: str) -> str:
         '  node [style=filled, shape=rect, align=center, fontsize=20, height=0.5, width=0.5, penwidth=2, fontname="times"];',
         '  edge [fontsize=20, fontname="times"];',
     ]
-    lines += [f"  {_quote(name)} [fillcolor={_FILL[role]}];" for name, role in nodes]
+    lines += [f"  {_quote(name)} [label={_dot_label(name)}, fillcolor={_FILL[role]}];" for name, role in nodes]
     for source, target, label in edges:
         attrs = f"label={_quote(label)}, " if label else ""
         lines.append(f"  {_quote(source)} -> {_quote(target)} [{attrs}fillcolor=gray];")
@@ -166,24 +184,72 @@ def _route(p1: Point, p2: Point, obstacles: list[Rect], taken: set[float]) -> fl
 
 
 _LABEL_TS = (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74)
+Spot = tuple[Point, float, Rect]  # the label's centre, its angle in degrees, its bounds
 
 
-def _label_spot(p1: Point, p2: Point, rad: float, size: tuple[float, float], blocked: list[Rect]) -> tuple[float, Rect]:
-    """``(t, rect)``: where along the edge its label covers the least of the boxes and earlier
-    labels (the middle when nothing is in the way). ``rect`` bounds the tilted label."""
-    def bounds(t: float) -> Rect:
-        a = math.radians(_angle(p1, p2, rad, t))
+def _label_spot(p1: Point, p2: Point, rad: float, size: tuple[float, float], blocked: list[Rect],
+                edge_points: list[Point]) -> Spot:
+    """Where the label goes: beside its edge (either side), along it where it covers the least of
+    the boxes and earlier labels, and the fewest points of other edges (the middle, above, when
+    nothing is in the way). Labels turn with their edge but never upside down."""
+    def spot(t: float, side: int) -> Spot:
+        angle = _angle(p1, p2, rad, t)
+        if angle > 90 or angle < -90:
+            angle -= 180 * (1 if angle > 0 else -1)
+        a = math.radians(angle)
         w = abs(size[0] * math.cos(a)) + abs(size[1] * math.sin(a))
         h = abs(size[0] * math.sin(a)) + abs(size[1] * math.cos(a))
-        return _box(_curve(p1, p2, rad, t), w, h)
+        x, y = _curve(p1, p2, rad, t)
+        gap = size[1] / 2 + 0.06  # the label's half height and a margin off the line
+        centre = (x - side * gap * math.sin(a), y + side * gap * math.cos(a))
+        return centre, angle, _box(centre, w, h)
 
-    spots = [(t, bounds(t)) for t in _LABEL_TS]
-    return min(spots, key=lambda spot: sum(_overlap(spot[1], b) for b in blocked))  # first of equals
+    def cost(candidate: Spot) -> float:
+        rect = candidate[2]
+        return sum(_overlap(rect, b) for b in blocked) + 0.05 * sum(_inside(p, rect) for p in edge_points)
+
+    spots = [spot(t, side) for t in _LABEL_TS for side in (1, -1)]
+    return min(spots, key=cost)  # first of equals
+
+
+def _draw_edges(ax, pos: dict[str, Point], boxes: dict, rects: dict[str, Rect], edges: list[tuple[str, str, str]]) -> None:
+    """Each edge as the least bent arc that misses the boxes, its label beside it where it covers least."""
+    from matplotlib.patches import FancyArrowPatch
+
+    routes = []
+    used: dict[tuple[str, str], set[float]] = {}
+    for source, target, label in edges:
+        obstacles = [r for n, r in rects.items() if n not in (source, target)]
+        taken = used.setdefault((source, target), set())
+        rad = _route(pos[source], pos[target], obstacles, taken)
+        taken.add(rad)
+        routes.append((source, target, label, rad))
+    samples = [i / 16 for i in range(2, 15)]
+    lines = [[_curve(pos[s], pos[t], rad, u) for u in samples] for s, t, _, rad in routes]
+    labels_blocked = list(rects.values())
+    for index, (source, target, label, rad) in enumerate(routes):
+        p1, p2 = pos[source], pos[target]
+        ax.add_patch(
+            FancyArrowPatch(
+                p1, p2, patchA=boxes[source], patchB=boxes[target],
+                connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>", mutation_scale=14,
+                color="dimgray" if label else "darkgray", linewidth=1.2, zorder=2,
+            )
+        )
+        if label:
+            size = (0.065 * len(label) + 0.12, 0.28)  # 9 pt text at 110 px per unit, with a margin
+            others = [p for j, points in enumerate(lines) if j != index for p in points]
+            (x, y), angle, rect = _label_spot(p1, p2, rad, size, labels_blocked, others)
+            labels_blocked.append(rect)
+            ax.text(
+                x, y, label, ha="center", va="center", fontsize=9, zorder=5, rotation=angle, rotation_mode="anchor",
+                bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none", alpha=0.85),
+            )
 
 
 def _render_matplotlib(genotype: Cells, cell: str, title: str | None = None) -> Figure:
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.patches import FancyBboxPatch
 
     nodes, edges = cell_graph(genotype, cell)
     layer = _layers(nodes, edges)
@@ -212,33 +278,9 @@ def _render_matplotlib(genotype: Cells, cell: str, title: str | None = None) -> 
         )
         ax.add_patch(boxes[name])
         rects[name] = _box((x, y), _BOX_W + 0.15, _BOX_H + 0.15)
-        ax.text(x, y, name, ha="center", va="center", fontsize=12, zorder=4)
+        ax.text(x, y, _math_label(name), ha="center", va="center", fontsize=12, zorder=4)
 
-    labels_blocked = list(rects.values())
-    used: dict[tuple[str, str], set[float]] = {}
-    for source, target, label in edges:
-        p1, p2 = pos[source], pos[target]
-        obstacles = [r for n, r in rects.items() if n not in (source, target)]
-        taken = used.setdefault((source, target), set())
-        rad = _route(p1, p2, obstacles, taken)
-        taken.add(rad)
-        ax.add_patch(
-            FancyArrowPatch(
-                p1, p2, patchA=boxes[source], patchB=boxes[target],
-                connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>", mutation_scale=14,
-                color="dimgray" if label else "darkgray", linewidth=1.2, zorder=2,
-            )
-        )
-        if label:
-            size = (0.065 * len(label) + 0.12, 0.28)  # 9 pt text at 110 px per unit, with a margin
-            t, spot = _label_spot(p1, p2, rad, size, labels_blocked)
-            labels_blocked.append(spot)
-            x, y = _curve(p1, p2, rad, t)
-            ax.text(
-                x, y, label, ha="center", va="center", fontsize=9, zorder=5,
-                rotation=_angle(p1, p2, rad, t), rotation_mode="anchor",
-                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.9),
-            )
+    _draw_edges(ax, pos, boxes, rects, edges)
     return fig
 
 

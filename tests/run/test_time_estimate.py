@@ -19,7 +19,7 @@ PAPER = ["data.dataset={name: digits, size: 8, channels: 3}", "data.batch_size=3
 def _estimate(spec, overrides):
     result = CliRunner().invoke(main, ["plan", str(spec), *overrides, "--estimate", "--iterations", "1", "--format", "json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)["estimate"]
+    return json.loads(result.stdout)["estimate"]  # progress goes to stderr
 
 
 def test_the_quickstart_is_projected_from_its_kinds_of_iteration():
