@@ -43,7 +43,8 @@ def write_start(rundir: RunDir, compiled: Compiled, spec_path: Path, overrides: 
 def resolved_yaml(compiled: Compiled) -> str:
     from ruamel.yaml import YAML
 
-    data = compiled.spec.model_dump(mode="json")
+    # A study section is no part of the run: each trial of a study is the spec without it.
+    data = compiled.spec.model_dump(mode="json", exclude={"study"})
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False
