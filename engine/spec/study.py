@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import AfterValidator, Field, PositiveInt, field_validator, model_validator
 
 from ..errors import Pos, Problem, SpecError, did_you_mean
 from ..summary import SUMMARY_KEYS
@@ -37,6 +37,12 @@ SEED_KEY = "seed"
 MAX_TRIALS = 10_000
 
 
+def _has_values(values: list[Any] | dict[str, Any]) -> list[Any] | dict[str, Any]:
+    if len(values) == 0:
+        raise ValueError("no values: the study would have no trials")
+    return values
+
+
 class TableSpec(Section):
     rows: list[str] | None = Field(
         None, description="Varied keys whose values make a row of the table (null: every varied key but seed); "
@@ -52,7 +58,7 @@ class TableSpec(Section):
 class StudySpec(Section):
     """Run the spec once per combination of the varied values, and tabulate the results."""
 
-    vary: dict[str, list[Any] | dict[str, Any]] = Field(
+    vary: dict[str, Annotated[list[Any] | dict[str, Any], AfterValidator(_has_values)]] = Field(
         description="Dotted key of the spec -> its values: a list, or a mapping of names to values (the names "
         "label the table's rows). The trials are the product of all of them.",
     )
@@ -73,11 +79,9 @@ class StudySpec(Section):
     def _not_empty(cls, vary: dict[str, Any]) -> dict[str, Any]:
         if not vary:
             raise ValueError("nothing to vary: give at least one key and its values")
-        for key, values in vary.items():
+        for key in vary:
             if not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", key):
                 raise ValueError(f"{key!r} is not a dotted key of the spec (like loss_weights.pseudo)")
-            if len(values) == 0:
-                raise ValueError(f"{key} has no values: the study would have no trials")
         return vary
 
     @model_validator(mode="after")
@@ -134,6 +138,7 @@ def flow_yaml(value: Any) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = True
     yaml.width = 1 << 30
+    yaml.sort_base_mapping_type_on_output = False  # keys as written
     buffer = io.StringIO()
     yaml.dump([value], buffer)
     text = buffer.getvalue().strip()

@@ -39,12 +39,19 @@ def _run_trial(args: list[str], env: dict[str, str], log: str) -> int:
     from .local import open_log, trial_command
 
     full = {**os.environ, **env, PARENT: str(os.getpid())}
+    try:  # Ray runs its workers niced; a trial competes with the local executor's on equal terms
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
     with open_log(Path(log), args) as handle:
         proc = subprocess.Popen(trial_command(args), env=full, stdout=handle, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         while True:
             try:
-                return proc.wait()
+                # in short waits: ray.cancel raises KeyboardInterrupt between bytecodes, never inside a blocking wait
+                return proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
             except KeyboardInterrupt:  # ray.cancel: pass it on as a SIGTERM, then wait for the checkpoint
                 proc.send_signal(signal.SIGTERM)
 

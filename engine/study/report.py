@@ -18,7 +18,7 @@ from typing import Any
 
 from ..results.pages import Table, _STYLE
 from ..rundir.files import atomic_write_text
-from .table import StudyTable, read_table
+from .table import FIXED, StudyTable, read_table
 
 FORMATS = ("md", "latex", "csv")
 
@@ -37,7 +37,7 @@ def _columns(table: StudyTable) -> tuple[list[str], list[list[str]]]:
     for row in table.rows:
         cells = list(row.variant.values()) or ["all"]
         for metric in table.metrics:
-            cells.append(row.cells[metric].text(3 if metric == "params" else 2))
+            cells.append(row.cells[metric].text(".2f" if metric in FIXED else ".3g"))
             if metric in with_published:
                 published = row.published.get(metric, [])
                 cells += ["; ".join(p.text for p in published) or "–", "; ".join(p.source for p in published) or "–"]

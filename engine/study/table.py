@@ -22,6 +22,8 @@ from ..summary import Summary
 from .launch import summary_of
 from .manifest import Manifest, StudyDir, TrialRecord
 
+#: How a metric's numbers are printed: percentages and minutes to two decimals, others to three digits.
+FIXED = ("test_error", "test_error_best", "wall_time")
 _HEADERS = {"test_error": "test error (%)", "test_error_best": "best test error (%)", "params": "params (M)",
             "wall_time": "wall time (min)"}
 
@@ -51,11 +53,11 @@ class Cell:
     def std(self) -> float | None:
         return statistics.stdev(v for _, v in self.values) if len(self.values) > 1 else None
 
-    def text(self, digits: int = 2) -> str:
+    def text(self, spec: str = ".2f") -> str:
         if not self.values:
             return "– (0)"
-        spread = f" ± {self.std:.{digits}f}" if self.std is not None else ""
-        return f"{self.mean:.{digits}f}{spread} ({self.n})"
+        spread = f" ± {self.std:{spec}}" if self.std is not None else ""
+        return f"{self.mean:{spec}}{spread} ({self.n})"
 
 
 @dataclass
