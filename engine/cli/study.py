@@ -116,7 +116,8 @@ def show_study(spec: Path, overrides: tuple[str, ...], estimate: bool, iteration
     from ..study.trials import load_study
 
     plan = load_study(spec, overrides)
-    data: dict[str, Any] = {"trials": [{"trial": t.name, "overrides": t.overrides} for t in plan.trials],
+    data: dict[str, Any] = {"trials": [{"trial": t.name, "values": t.labels, "overrides": t.overrides}
+                                       for t in plan.trials],
                             "rows": plan.rows, "metrics": list(plan.section.table.metrics),
                             "executor": plan.section.executor}
     if estimate:
@@ -131,9 +132,11 @@ def print_study(data: dict[str, Any]) -> None:
     table = Table(title=f"study: {len(data['trials'])} trial(s), {data['executor']} executor; table rows "
                   f"{', '.join(data['rows']) or '(one)'}; metrics {', '.join(data['metrics'])}", title_justify="left")
     table.add_column("trial")
-    table.add_column("overrides (each trial is sgl run SPEC <overrides>)")
+    table.add_column("values (each trial is sgl run SPEC <overrides>; --format json lists the overrides)")
     for trial in data["trials"]:
-        table.add_row(escape(trial["trial"]), escape(" ".join(trial["overrides"])))
+        overrides = " ".join(trial["overrides"])
+        shown = overrides if len(overrides) <= 80 else ", ".join(f"{k}={v}" for k, v in trial["values"].items())
+        table.add_row(escape(trial["trial"]), escape(shown))
     console().print(table)
     if "estimate" in data:
         from ..study.estimate import render

@@ -90,6 +90,7 @@ class StudyProgress:
         self.console = console or make_console()
         self._live: Live | None = None
         self._began: dict[str, tuple[float, float]] = {}  # trial -> (time, fraction) when this attempt began
+        self._moved: dict[str, tuple[float, float]] = {}  # trial -> (time, fraction) when its fraction last grew
         self._plain_at = time.monotonic()
 
     def __enter__(self) -> "StudyProgress":
@@ -129,10 +130,13 @@ class StudyProgress:
         parts = ["running"]
         if at.stage:
             parts.append(f"{at.stage}, epoch {at.epoch}/{at.epochs}")
-        began = self._began.get(trial.id)
+        began, moved = self._began.get(trial.id), self._moved.get(trial.id)
+        if moved is None or at.fraction > moved[1]:
+            moved = self._moved[trial.id] = (time.monotonic(), at.fraction)
         if began is not None and at.fraction > began[1]:
-            elapsed = time.monotonic() - began[0]
-            parts.append(f"ETA {_clock(elapsed / (at.fraction - began[1]) * (1 - at.fraction))}")
+            # the pace up to the last finished epoch, less the time since: it counts down between epochs
+            pace = (moved[0] - began[0]) / (at.fraction - began[1])
+            parts.append(f"ETA {_clock(pace * (1 - at.fraction) - (time.monotonic() - moved[0]))}")
         return " · ".join(parts)
 
     def _render(self) -> Table:

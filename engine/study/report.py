@@ -139,6 +139,7 @@ def figure(table: StudyTable, out_dir: Path) -> list[Path]:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
         ax.set_title(table.headers[metric], fontsize=10)
+        ax.set_xlabel(", ".join(table.row_keys), fontsize=8)
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, out_dir / "figures" / "study")
