@@ -136,3 +136,25 @@ def test_trials_times_threads_never_exceed_the_cores():
     assert (gpus.parallel, gpus.threads, gpus.gpus) == (2, 8, ("0", "1"))  # one trial per device
     with pytest.raises(StudyError, match="4 busy threads on 2 core"):
         choose(4, 2, parallel=2, threads=2)
+
+
+def test_plan_estimate_times_each_distinct_trial_once(spec_file):
+    path = spec_file(STUDY.replace("    loss_weights.pseudo: [0.5, 2.0]\n", ""))  # two seeds: one distinct trial
+    result = CliRunner().invoke(main, ["plan", str(path), "--estimate", "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    assert "estimate of the study here:" in result.output
+    assert "(the spec's own values): " in result.output and " s per trial × 2" in result.output
+    assert "wall time about" in result.output
+
+
+def test_every_ray_node_must_see_the_study_directory(tmp_path):
+    from sgl.engine.study.on_ray import _probe
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\n")
+    probe = tmp_path / ".probe"
+    assert "cannot read" in _probe(str(probe), "token", str(spec))
+    probe.write_text("token")
+    assert _probe(str(probe), "token", str(spec)) is None
+    assert "another file" in _probe(str(probe), "other", str(spec))
+    assert "does not see the spec" in _probe(str(probe), "token", str(tmp_path / "gone.yaml"))
