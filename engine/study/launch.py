@@ -48,8 +48,9 @@ def busy(run_dir: Path) -> bool:
 
 
 def command(study: StudyDir, manifest: Manifest, trial: TrialRecord) -> list[str]:
-    """The `sgl` arguments that take the trial on from where its run directory stands."""
-    run_dir = study.trial(trial.id)
+    """The `sgl` arguments that take the trial on from where its run directory stands (absolute
+    paths: a Ray worker does not share the driver's working directory)."""
+    run_dir = study.trial(trial.id).resolve()
     plugins = [arg for module in manifest.plugins for arg in ("--plugin", module)]
     if (run_dir / "run.json").is_file():
         return [*plugins, "resume", str(run_dir), "-q"]
