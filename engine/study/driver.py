@@ -159,7 +159,8 @@ def _drive(sdir: StudyDir, manifest: Manifest, runner, progress: bool) -> None:
             if not signals[0]:
                 _start_some(sdir, manifest, runner, display, todo, free_gpus, held)
             for trial_id, code in runner.wait(1.0):
-                _ended(sdir, manifest, display, manifest.trial(trial_id), code, free_gpus, held)
+                cpu = getattr(runner, "cpu_seconds", {}).pop(trial_id, None)
+                _ended(sdir, manifest, display, manifest.trial(trial_id), code, free_gpus, held, cpu)
             if signals[0] > passed_on:
                 passed_on = signals[0]
                 display.event("interrupted: asking every running trial to checkpoint and stop")
@@ -202,10 +203,12 @@ def _start_some(sdir, manifest, runner, display, todo, free_gpus, held) -> None:
             time.sleep(2.0)
 
 
-def _ended(sdir, manifest, display, trial: TrialRecord, code: int, free_gpus, held) -> None:
+def _ended(sdir, manifest, display, trial: TrialRecord, code: int, free_gpus, held, cpu: float | None) -> None:
     gpu = held.pop(trial.id, None)
     if gpu is not None:
         free_gpus.append(gpu)
+    if cpu is not None:
+        trial.cpu_seconds = round((trial.cpu_seconds or 0.0) + cpu, 2)
     trial.state, trial.reason = outcome(sdir, trial, code)
     trial.exit_code, trial.ended = code, now()
     sdir.write(manifest)

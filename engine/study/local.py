@@ -9,6 +9,7 @@ Ctrl-C reaches the driver, which asks each trial once), ended by the kernel if t
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ class LocalExecutor:
     def __init__(self, capacity: int = 1) -> None:
         self.capacity = capacity
         self._procs: dict[str, tuple[subprocess.Popen, object]] = {}
+        self.cpu_seconds: dict[str, float] = {}  # CPU time of each ended trial (user + system)
 
     def describe(self) -> str:
         return f"local executor: {self.capacity} trial(s) at once"
@@ -67,7 +69,14 @@ class LocalExecutor:
     def wait(self, timeout: float) -> list[tuple[str, int]]:
         deadline = time.monotonic() + timeout
         while True:
-            ended = [(tid, proc.returncode) for tid, (proc, _) in self._procs.items() if proc.poll() is not None]
+            ended = []
+            for tid, (proc, _) in self._procs.items():
+                # a child's CPU time joins RUSAGE_CHILDREN when it is reaped: around this one poll, it is its own
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if proc.poll() is not None:
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    self.cpu_seconds[tid] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    ended.append((tid, proc.returncode))
             for tid, _ in ended:
                 self._procs.pop(tid)[1].close()
             if ended or not self._procs or time.monotonic() >= deadline:

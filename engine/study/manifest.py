@@ -46,6 +46,7 @@ class TrialRecord:
     exit_code: int | None = None
     reason: str | None = None     # why it failed
     device: str | None = None     # the GPU it was handed, if any
+    cpu_seconds: float | None = None  # CPU time of its processes, all attempts (local executor): load-proof cost
     started: str | None = None
     ended: str | None = None
 

@@ -58,13 +58,13 @@ def _replicates(table: StudyTable) -> str:
 
 
 def trials_table(table: StudyTable) -> Table:
-    headers = ["trial", *table.manifest.vary, "state", *(table.headers[m] for m in table.metrics), "reason"]
+    headers = ["trial", *table.manifest.vary, "state", *(table.headers[m] for m in table.metrics), "CPU s", "reason"]
     rows = []
     for result in table.results:
         record = result.record
         rows.append([record.id, *(record.values[k] for k in table.manifest.vary), record.state,
                      *("–" if result.values[m] is None else f"{result.values[m]:.4g}" for m in table.metrics),
-                     record.reason or ""])
+                     "–" if record.cpu_seconds is None else f"{record.cpu_seconds:.0f}", record.reason or ""])
     return Table("Trials (per-seed values)", headers, rows)
 
 

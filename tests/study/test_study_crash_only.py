@@ -114,6 +114,7 @@ def test_a_failing_trial_is_recorded_and_the_study_completes(tmp_path):
     assert code == 1, out
     trials = manifest(tmp_path / "study")["trials"]
     assert [t["state"] for t in trials] == ["completed", "failed"]
+    assert all(t["cpu_seconds"] > 0 for t in trials)  # what each cost, whatever the load
     assert "non-finite" in trials[1]["reason"] or "NaN" in trials[1]["reason"], trials[1]["reason"]
     table = (tmp_path / "study" / "table.md").read_text()
     assert "| – (0) | 0/1 (1 failed) |" in table and "(1) | 1/1 |" in table

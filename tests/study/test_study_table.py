@@ -92,5 +92,5 @@ def test_the_report_writes_every_format_a_figure_and_a_page(study):
     for name in ("table.md", "table.tex", "table.csv", "report.html", "report.md", "figures/study.png"):
         assert (study / name).is_file(), name
     page = (study / "report.md").read_text()
-    assert "stopped: non-finite loss" in page and "| t003 | 2.0 | 1 | failed |" in page
+    assert "stopped: non-finite loss" in page and "| t003 | 2.0 | 1 | failed | – | – | – | – |" in page
     assert result["markdown_table"].read_text() == render(result["table"], "md")
