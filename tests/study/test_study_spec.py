@@ -158,3 +158,15 @@ def test_every_ray_node_must_see_the_study_directory(tmp_path):
     assert _probe(str(probe), "token", str(spec)) is None
     assert "another file" in _probe(str(probe), "other", str(spec))
     assert "does not see the spec" in _probe(str(probe), "token", str(tmp_path / "gone.yaml"))
+
+
+def test_sgl_run_says_it_runs_the_spec_once_and_ignores_the_study(spec_file, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "file").write_text("not empty")
+    path = spec_file(STUDY)
+    result = CliRunner().invoke(main, ["run", str(path), "--run-dir", str(taken)])  # refused: its directory is taken
+    assert result.exit_code == 2
+    assert (f"note: {path} has a study: section; sgl run runs the spec once with its own values (sgl study {path} "
+            "runs the study's trials)") in result.stderr
+    assert "note:" not in CliRunner().invoke(main, ["run", str(path), "--run-dir", str(taken), "-q"]).stderr
