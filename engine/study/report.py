@@ -142,7 +142,19 @@ def figure(table: StudyTable, out_dir: Path) -> list[Path]:
         ax.set_xlabel(", ".join(table.row_keys), fontsize=8)
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.grid(axis="y", alpha=0.3)
+        if i == 0:
+            ax.legend(handles=_legend(any(r.published for r in table.rows)), fontsize=7, loc="best")
     return _save(fig, out_dir / "figures" / "study")
+
+
+def _legend(published: bool) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="C0", marker="o", linestyle="", label="mean ± std"),
+               Line2D([], [], color="C1", marker="o", markersize=4, linestyle="", label="each seed")]
+    if published:
+        handles.append(Line2D([], [], color="C3", marker="_", markersize=12, linestyle="", label="published"))
+    return handles
 
 
 def _published_value(text: str) -> float | None:
