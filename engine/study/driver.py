@@ -22,7 +22,7 @@ from ..faults import crash_point
 from ..rundir.claim import RunLock
 from .display import StudyProgress
 from .executors import make_executor
-from .launch import busy, command, completed, outcome
+from .launch import busy, check_unchanged, command, completed, not_started, outcome
 from .manifest import Manifest, StudyDir, TrialRecord, now
 from .resources import trial_env
 from .trials import StudyPlan, digest, load_study
@@ -60,6 +60,8 @@ def resume_study(study_dir: str | Path, *, executor: str | None = None, address:
     """`sgl study --resume`: run what is missing; failed trials are kept (``retry_failed``: run again)."""
     sdir = StudyDir(study_dir)
     manifest = sdir.read()
+    for trial in not_started(sdir, manifest):  # an edited spec is refused before anything starts
+        check_unchanged(manifest, trial)
     with _locked(sdir.path):
         runner = make_executor(executor or manifest.executor, address if address is not None else manifest.address)
         try:

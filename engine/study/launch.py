@@ -54,16 +54,20 @@ def command(study: StudyDir, manifest: Manifest, trial: TrialRecord) -> list[str
     plugins = [arg for module in manifest.plugins for arg in ("--plugin", module)]
     if (run_dir / "run.json").is_file():
         return [*plugins, "resume", str(run_dir), "-q"]
-    check_unchanged(manifest, trial)
     args = [*plugins, "run", manifest.spec, *manifest.overrides(trial), "--run-dir", str(run_dir), "-q"]
     if run_dir.is_dir() and any(run_dir.iterdir()):
         args.append("--overwrite")  # set up by a killed start, before anything ran: ours to replace
     return args
 
 
+def not_started(study: StudyDir, manifest: Manifest) -> list[TrialRecord]:
+    return [t for t in manifest.trials if t.state not in ("completed", "failed")
+            and not (study.trial(t.id) / "run.json").is_file()]
+
+
 def check_unchanged(manifest: Manifest, trial: TrialRecord) -> None:
     """A trial that starts after the study began must run what the study planned: the spec file
-    may have been edited since."""
+    may have been edited since (checked for every such trial before a resumed study starts any)."""
     try:
         now = digest(compile_spec(manifest.spec, manifest.overrides(trial)))
     except SpecError as exc:

@@ -119,3 +119,17 @@ def test_a_failing_trial_is_recorded_and_the_study_completes(tmp_path):
     table = (tmp_path / "study" / "table.md").read_text()
     assert "| – (0) | 0/1 (1 failed) |" in table and "(1) | 1/1 |" in table
     assert f"{trials[1]['id']}: {trials[1]['reason']}" in out
+
+
+def test_a_trial_not_yet_started_never_runs_an_edited_spec(tmp_path):
+    spec = build_spec(tmp_path / "spec.yaml", study=STUDY, run=RUN)
+    code, out = finish(driver("study", str(spec), "--study-dir", str(tmp_path / "study"), "-q",
+                              env={"SGL_CRASH_AT": "study_start"}))
+    assert code == -signal.SIGKILL, out
+    spec.write_text(spec.read_text().replace("batch_size: 16", "batch_size: 8"))
+    code, out = finish(driver("study", "--resume", str(tmp_path / "study"), "-q"))
+    assert code == 2
+    assert out.strip().startswith(f"error: trial t000_seed-0 cannot start: {spec.resolve()} changed since the study "
+                                  "began"), out
+    assert not (tmp_path / "study" / "trials").exists()
+    assert "study.log" not in {p.name for p in (tmp_path / "study").iterdir()}  # nothing ran
