@@ -83,6 +83,11 @@ class RunDirError(Exception):
     """A run directory that cannot be used as asked (exists, missing, incomplete, unreadable)."""
 
 
+class StudyError(RunDirError):
+    """A study that cannot be started, resumed or read as asked (its directory, its executor, its
+    storage); a bad input like a run directory's (exit 2)."""
+
+
 class ExportError(Exception):
     """An export that cannot be made: unknown learner or format, a missing file or package."""
 

@@ -9,6 +9,8 @@ The same engine as the `sgl` command, for notebooks and scripts (the command is 
     run = sgl.run("specs/quickstart.yaml", overrides=["stages.1.epochs=1"])
     run.summary, run.metrics("epoch"), run.genotypes, run.model("alice")
     sgl.open_run(run.dir)                                         # any run directory, later
+    study = sgl.study("specs/studies/sgl_ablation_digits.yaml")  # seeds × variants -> a table
+    print(study.render("latex")); sgl.open_study(study.dir)       # any study directory, later
 
 Bad input raises ``sgl.SpecError`` listing every problem with its position; a run stopped early
 raises ``sgl.Interrupted`` after its checkpoint. Imports are lazy: ``import sgl`` costs nothing until
@@ -27,9 +29,10 @@ if TYPE_CHECKING:
     from sgl.engine.plan.types import RunPlan
     from sgl.engine.results.run import Run
     from sgl.engine.run.runner import Runner
+    from sgl.engine.study.opened import Study
 
 __all__ = ["ExpectationFailed", "Interrupted", "NonFiniteLoss", "RunDirError", "SpecError", "build_runner", "export",
-           "export_all", "load_spec", "open_run", "plan", "report", "resume", "run"]
+           "export_all", "load_spec", "open_run", "open_study", "plan", "report", "resume", "resume_study", "run", "study"]
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Any:
@@ -115,3 +118,32 @@ def export_all(run_dir: str | Path, learners: list[str] | None = None, fmt: str 
     from sgl.engine.results.export import export_run
 
     return export_run(run_dir, learners, fmt, out_dir, network=network, sizes=sizes, say=say)
+
+
+def study(spec: str | Path, overrides: Iterable[str] = (), *, vary: Iterable[str] = (), executor: str | None = None,
+          address: str | None = None, parallel: int | None = None, threads: int | None = None,
+          study_dir: str | Path | None = None, plugins: Iterable[str] = (), progress: bool = True) -> Study:
+    """Run the spec's study (`sgl study`): its ``study:`` section (``vary`` entries ``KEY=[V, ...]``
+    add to it), each trial ``sgl run spec <overrides>`` in the study directory; returns the study."""
+    from sgl.engine.study.driver import start_study
+    from sgl.engine.study.opened import Study
+
+    return Study(start_study(spec, list(overrides), list(vary), executor=executor, address=address, parallel=parallel,
+                             threads=threads, study_dir=study_dir, plugins=list(plugins), progress=progress))
+
+
+def resume_study(study_dir: str | Path, *, executor: str | None = None, address: str | None = None,
+                 retry_failed: bool = False, progress: bool = True) -> Study:
+    """Continue a study (`sgl study --resume`): finished trials are kept, the others run or resume."""
+    from sgl.engine.study.driver import resume_study as resume_it
+    from sgl.engine.study.opened import Study
+
+    return Study(resume_it(study_dir, executor=executor, address=address, retry_failed=retry_failed,
+                           progress=progress))
+
+
+def open_study(study_dir: str | Path) -> Study:
+    """A study directory: ``.trials``, ``.table()``, ``.render("md" | "latex" | "csv")``, ``.run(trial)``."""
+    from sgl.engine.study.opened import Study
+
+    return Study(study_dir)

@@ -10,6 +10,7 @@ import click
 
 from .common import UserError, console, run_errors, user_errors
 from .results import export, make_train_command, report
+from .study import study
 from ..errors import SpecError
 
 
@@ -26,6 +27,7 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     """sgl: Small-Group Learning neural architecture search from one YAML spec."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["plugins"] = plugins  # a study's trials import them too
     if plugins:
         _import_plugins(plugins, debug)
 
@@ -50,15 +52,21 @@ def validate(specs: tuple[Path, ...]) -> None:
     """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
     import sgl
 
+    from ..plan.compile import compile_spec
+    from ..study.trials import load_study
+
     failures = []
     for path in specs:
         try:
-            plan = sgl.plan(path)
+            compiled = compile_spec(path)
+            trials = len(load_study(path).trials) if compiled.spec.study is not None else 0
         except SpecError as exc:
             failures.extend(exc.problems)
             continue
+        plan = compiled.plan
+        study = f"; a study of {_count(trials, 'trial')}" if trials else ""
         click.echo(f"ok: {path} ({_count(len(plan.learners), 'learner')}, {_count(len(plan.stages), 'stage')}, "
-                   f"{_count(plan.total_epochs, 'search epoch')})")
+                   f"{_count(plan.total_epochs, 'search epoch')}{study})")
         for warning in plan.warnings:
             click.echo(f"warning: {path}: {warning}", err=True)
     if failures:
@@ -93,12 +101,17 @@ def plan_command(spec: Path, overrides: tuple[str, ...], fmt: str, resolved: boo
     if resolved:
         _print_resolved(compiled, output)
         return
+    study = None
+    if compiled.spec.study is not None:  # the trials, and with --estimate their cost instead of the spec's own
+        from .study import show_study
+
+        study = show_study(spec, overrides, estimate, iterations)
     cost = None
-    if estimate:
+    if estimate and study is None:
         from ..run.estimate import estimate as measure
 
         cost = measure(compiled, iterations=iterations, budget=budget, say=lambda text: click.echo(text, err=True))
-    _show_plan(compiled.plan, fmt, cost)
+    _show_plan(compiled.plan, fmt, cost, study)
 
 
 def _print_resolved(compiled, output: Path | None) -> None:
@@ -115,7 +128,7 @@ def _print_resolved(compiled, output: Path | None) -> None:
     click.echo(f"wrote {output}")
 
 
-def _show_plan(plan, fmt: str, cost) -> None:
+def _show_plan(plan, fmt: str, cost, study) -> None:
     import json
 
     from ..plan import view as plan_view
@@ -124,6 +137,8 @@ def _show_plan(plan, fmt: str, cost) -> None:
         data = plan_view.plan_dict(plan)
         if cost is not None:
             data["estimate"] = cost.to_dict()
+        if study is not None:
+            data["study"] = study
         click.echo(json.dumps(data, indent=2, default=str))
     elif fmt == "dot":
         click.echo(plan_view.plan_dot(plan), nl=False)
@@ -133,6 +148,10 @@ def _show_plan(plan, fmt: str, cost) -> None:
             from ..run.estimate import render
 
             click.echo(render(cost))
+        if study is not None:
+            from .study import print_study
+
+            print_study(study)
 
 
 _run_options = [
@@ -162,8 +181,23 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
     """Run a spec: search (and derive / evaluate) as its stages say. Overrides as key.path=value."""
     import sgl
 
+    if not quiet:
+        _note_study(spec)
     sgl.run(spec, overrides, run_dir=run_dir, overwrite=overwrite, stop_after=stop_after, progress=not quiet)
     _exit_if_distributed()
+
+
+def _note_study(spec: Path) -> None:
+    """A run ignores a spec's study: section (each trial of the study is exactly such a run); say so."""
+    from ..spec.load import load_document
+
+    try:
+        has_study = "study" in load_document(spec).data
+    except SpecError:
+        return  # the run reports it
+    if has_study:
+        click.echo(f"note: {spec} has a study: section; sgl run runs the spec once with its own values "
+                   f"(sgl study {spec} runs the study's trials)", err=True)
 
 
 @main.command()
@@ -173,9 +207,13 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 @user_errors
 @run_errors
 def resume(run_dir: Path, stop_after: int | None, quiet: bool) -> None:
-    """Continue a run from its last checkpoint; the run directory holds everything needed."""
+    """Continue a run from its last checkpoint (or a study: its missing trials); the directory holds everything needed."""
     import sgl
 
+    from .study import resume_if_study
+
+    if resume_if_study(run_dir, quiet):
+        return
     sgl.resume(run_dir, stop_after=stop_after, progress=not quiet)
     _exit_if_distributed()
 
@@ -235,6 +273,7 @@ def components(kind: str | None) -> None:
 
 
 main.add_command(report)
+main.add_command(study)
 main.add_command(export)
 main.add_command(make_train_command(run))
 

@@ -42,14 +42,20 @@ def _parse_groups(values: tuple[str, ...]) -> dict[str, list[Path]]:
               help="Folder for report.html, report.md and figures/ (default: the run directory for one run, ./sgl-report for several).")
 @click.option("--group", "groups", multiple=True, metavar="LABEL=RUN_DIR[,RUN_DIR...]",
               help="Aggregate these runs (globs allowed) as one group; repeatable. Other runs group by spec name.")
+@click.option("--format", "fmt", type=click.Choice(["md", "latex", "csv"]), default=None,
+              help="A study directory's table printed in this format (default md); table.md/.tex/.csv are all written.")
 @user_errors
-def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, ...]) -> None:
-    """Figures, tables and an HTML page (with a Markdown twin) for one or more runs.
+def report(run_dirs: tuple[Path, ...], output: Path | None, groups: tuple[str, ...], fmt: str | None) -> None:
+    """Figures, tables and an HTML page (with a Markdown twin) for one or more runs, or a study.
 
-    Several runs of one spec (seeds) are summarised as mean ± std.
+    Several runs of one spec (seeds) are summarised as mean ± std; a study directory gives its table.
     """
     import sgl
 
+    from .study import report_if_study
+
+    if report_if_study(run_dirs, output, fmt, bool(groups)):
+        return
     parsed = _parse_groups(groups)
     if not run_dirs and not parsed:
         raise _user_error("give at least one run directory")

@@ -54,7 +54,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resolved_yaml(spec: BaseModel, base_dir: Path | None = None, target: Path | None = None) -> str:
+def resolved_yaml(spec: BaseModel, base_dir: Path | None = None, target: Path | None = None, *,
+                  exclude: frozenset[str] = frozenset()) -> str:
     """The spec with every default filled and the overrides applied, as YAML that runs unchanged.
 
     With ``target`` (the file it will be written to) in another folder than ``base_dir`` (the spec's),
@@ -62,9 +63,9 @@ def resolved_yaml(spec: BaseModel, base_dir: Path | None = None, target: Path | 
     folder, so they name the same files from there."""
     from ruamel.yaml import YAML
 
-    data = spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json", exclude=set(exclude))
     if target is not None and base_dir is not None:
-        data = _rebased(spec.model_dump(), data, Path(base_dir), Path(target).parent)
+        data = _rebased(spec.model_dump(exclude=set(exclude)), data, Path(base_dir), Path(target).parent)
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False

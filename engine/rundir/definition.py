@@ -27,7 +27,8 @@ _MAX_BYTES = 10_000_000
 
 def resolved_yaml(compiled: Compiled) -> str:
     """spec.resolved.yaml: the validated spec with every default filled and the overrides applied."""
-    return spec_as_run(compiled.spec)
+    # A study section is no part of a run: each trial of a study is the spec without it.
+    return spec_as_run(compiled.spec, exclude=frozenset({"study"}))
 
 
 def digest(name: str, data: bytes) -> str:

@@ -28,6 +28,7 @@ from .sections import (
     _min_lr_at_most_lr,
     stage_tag,
 )
+from .study import StudySpec
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ def _build_spec_model() -> type[BaseModel]:
             description="What the run must produce, checked at its end and by `sgl report` (a failed one exits 1).",
         )
         run: RunSpec = Field(default_factory=RunSpec, description="Where and how to run.")
+        study: StudySpec | None = Field(
+            None, description="Seeds × variants of this spec, run by `sgl study` as ordinary runs and tabulated by "
+            "`sgl report STUDY_DIR`; `sgl run` ignores it (each trial is such a run).",
+        )
 
     return Spec
 
