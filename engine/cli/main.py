@@ -50,8 +50,6 @@ def _import_plugins(modules: tuple[str, ...], debug: bool) -> None:
 @user_errors
 def validate(specs: tuple[Path, ...]) -> None:
     """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
-    import sgl
-
     from ..plan.compile import compile_spec
     from ..study.trials import load_study
 
