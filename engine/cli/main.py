@@ -137,7 +137,7 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--stop-after", type=click.IntRange(min=1), help="Stop cleanly after this many epochs in total.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @user_errors

@@ -20,12 +20,11 @@ from ..run.checkpoint import Cursor
 from ..run.distributed import Collectives
 from ..run.executor import Executor, RunOptions
 from ..run.runtime import build_runtime
-from ..summary import SummaryUnreadable
-from .checkpoints import CheckpointUnreadable, no_usable_checkpoint, read_checkpoint
+from .checkpoints import CheckpointUnreadable, no_usable_checkpoint
 from .claim import RunLock, new_run_dir
 from .layout import RunDir
-from .reader import RunFiles
 from .recorder import Recorder, has_tensorboard
+from .resume import ResumePoint, read_resume_point, shared_checkpoint
 from .setup import write_start
 
 
@@ -54,23 +53,19 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
 
     The last checkpoint is used, or the previous one when the last cannot be read or does not fit
     the run (saying so). A run whose last stage ended but whose summary was never written (a kill at
-    the very end) gets its summary now.
+    the very end) gets its summary now. With several processes, the main process reads the run
+    directory and every process resumes from what it read (``resume.py``): the others need no copy.
     """
     options = options or RunOptions()
-    files = RunFiles(run_dir)
-    files.info  # noqa: B018 - refuses a directory that is not a (completely set up) run, before anything starts
-    compiled = files.compile()
-    accelerator = _accelerator(compiled.plan)
-    main = accelerator.is_main_process
-    lock = RunLock.take(files.path) if main else None
+    point, lock = read_resume_point(run_dir)
     try:
-        rundir = RunDir(files.path, writer=main)
-        rundir.remove_stale_temporaries()
-        if any(p.exists() for p in (rundir.checkpoint, rundir.previous_checkpoint)):
-            executor, cursor = _restore(rundir, compiled, accelerator, options)
+        accelerator = _accelerator(point.plan)
+        rundir = RunDir(Path(run_dir), writer=accelerator.is_main_process)
+        if point.has_checkpoint:
+            executor, cursor = _restore(rundir, point, accelerator, options)
         else:
-            executor, cursor = _from_the_start(rundir, compiled, accelerator, options), Cursor()
-        if cursor.stage >= len(compiled.plan.stages) and _completed(rundir):
+            executor, cursor = _from_the_start(rundir, point, accelerator, options), Cursor()
+        if cursor.stage >= len(point.plan.stages) and point.complete:
             executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
             return rundir.path
         executor.execute(cursor)
@@ -78,15 +73,6 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None) -> Path:
         if lock is not None:
             lock.release()
     return rundir.path
-
-
-def _completed(rundir: RunDir) -> bool:
-    """Whether the run's summary says it completed (a damaged summary is written anew)."""
-    try:
-        summary = rundir.read_summary()
-    except SummaryUnreadable:
-        return False
-    return summary is not None and summary.status == "completed"
 
 
 def _accelerator(plan: RunPlan) -> Any:
@@ -99,22 +85,26 @@ def _executor(runtime: Any, rundir: RunDir, plan: RunPlan, options: RunOptions) 
     return Executor(runtime, Recorder(rundir, plan.run.tensorboard), options)
 
 
-def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
-    """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
+def _restore(rundir: RunDir, point: ResumePoint, accelerator: Any, options: RunOptions) -> tuple[Executor, Cursor]:
+    """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try);
+    every process takes the same checkpoint, or none."""
     failures: list[str] = []
     paths = (rundir.checkpoint, rundir.previous_checkpoint)
+    collectives = Collectives(accelerator)
     for path in paths:
         try:
-            state = read_checkpoint(path)
+            state = shared_checkpoint(path, collectives)
         except CheckpointUnreadable as exc:
             failures.append(str(exc))
             continue
-        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+        executor = _executor(build_runtime(point.plan, accelerator, point.base_dir), rundir, point.plan, options)
+        unfit = None
         try:
             cursor = executor.restore(state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            failures.append(f"{path}: does not fit this run ({reason})")
+            unfit = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if collectives.any_of([unfit is not None])[0]:
+            failures.append(f"{path}: does not fit this run ({unfit or 'on another process'})")
             continue
         if failures:
             moved = [_set_aside(p) for p in paths if p != path and p.exists() and rundir.writer]
@@ -124,10 +114,10 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
     raise no_usable_checkpoint(rundir, failures)
 
 
-def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions) -> Executor:
+def _from_the_start(rundir: RunDir, point: ResumePoint, accelerator: Any, options: RunOptions) -> Executor:
     """A run stopped after it was set up but before its first checkpoint: nothing had trained, so it
     starts again from the beginning, as ``run_spec`` would have gone on."""
-    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled.plan, options)
+    executor = _executor(build_runtime(point.plan, accelerator, point.base_dir), rundir, point.plan, options)
     executor.progress.message(f"{rundir.path} was stopped before its first checkpoint; starting it from the beginning")
     executor.checkpoint_start()
     return executor

@@ -192,8 +192,12 @@ class FusedCell(nn.Module):
             if group.full:
                 acc = y * scale if acc is None else torch.addcmul(acc, y, scale)
             else:
-                base = acc if acc is not None else y.new_zeros(B, U, C_op, Ho, Wo)
-                acc = base.index_add(1, getattr(self, f"positions_{w}_{g}"), y * scale)
+                # Under autocast ``y`` is half precision and ``y * scale`` float32 (as the plain
+                # MixedOp's weighted sum): the sum is kept in the wider of the two.
+                term = y * scale
+                dtype = term.dtype if acc is None else torch.promote_types(acc.dtype, term.dtype)
+                base = acc.to(dtype) if acc is not None else term.new_zeros(B, U, C_op, Ho, Wo)
+                acc = base.index_add(1, getattr(self, f"positions_{w}_{g}"), term.to(dtype))
         if acc is None:
             # Only `none` on every edge of the wave: zeros, kept on the graph as the plain `Zero`
             # op keeps them (so upstream parameters get zero gradients rather than none).
