@@ -54,8 +54,12 @@ class Runtime:
                            self.collectives, self.accelerator.autocast, with_loss=with_loss, **self.eval_source(dataset))
 
     def eval_source(self, dataset: Any) -> dict[str, Any]:
-        """Where accuracy batches of ``dataset`` come from: its copy on the device, or workers."""
-        return {"resident": self.resident(dataset), "workers": self.workers(evaluation=True)}
+        """Where accuracy batches of ``dataset`` come from: its copy on the device (unless its
+        transform draws random numbers: then as before, through the dataset), or workers."""
+        resident = self.resident(dataset)
+        if resident is not None and resident.augment is not None and resident.augment.random:
+            resident = None
+        return {"resident": resident, "workers": self.workers(evaluation=True)}
 
     @property
     def measured_val(self) -> torch.Tensor:

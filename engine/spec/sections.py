@@ -65,9 +65,10 @@ class DataSpecBase(Section):
     num_workers: NonNegativeInt | None = Field(
         None,
         le=256,
-        description="DataLoader worker processes for datasets read image by image (0: in the main process; at "
-        "most 256). Null: up to 8 (the CPU count) on a GPU, 0 on the CPU, where workers would change the "
-        "random augmentation of a CPU run.",
+        description="DataLoader worker processes of each process for datasets read image by image, shared by its "
+        "batch streams (0: in the main process; at most 256). Null: the machine's CPUs divided among its "
+        "processes, at most 8, on a GPU; 0 for a CPU run's training batches, where workers would change their "
+        "random augmentation.",
     )
     batches: Literal["auto", "device", "per_image"] = Field(
         "auto",
