@@ -1,4 +1,4 @@
-"""One SGL search iteration: a hand-written PyTorch loop vs the engine's default path vs its fastest.
+"""One SGL search iteration: a hand-written PyTorch loop vs the engine's default path vs its plain one.
 
     python bench/iteration.py [--sizes small cifar] [--iterations 10] [--cifar-iterations 2] [--json]
                               [--device cpu|cuda] [--precision no|bf16|fp16]
@@ -6,12 +6,14 @@
 Every variant runs the same math on the same networks (DARTS supernets, K learners, first-order
 A-step, then W, PL and V steps for every learner, the authors' order) from the same initial
 weights: the hand loop is what a researcher forking DARTS' train_search.py would write; the
-engine's default path is ``sgl run``'s (plain networks); its fastest is ``run.fused: true``. The
-variants alternate iteration by iteration in one process (the machine's speed drifts), the first
-iteration of each is a warm-up, and the medians and ratios are printed (``--json``: one object).
+engine's default path is ``sgl run``'s (the fused supernets, ``run.fused: true``); its plain path
+is ``run.fused: false`` (the reference networks). The variants alternate iteration by iteration in
+one process (the machine's speed drifts), the first iteration of each is a warm-up, and the
+medians and ratios are printed (``--json``: one object).
 
 Sizes: ``small`` is the quickstart's scale (digits 8x8x1, 5 cells, C=8, 4 nodes, batch 64, K=2);
-``cifar`` is CIFAR's shape (digits upsampled to 32x32x3, 8 cells, C=16, 4 nodes, batch 64, K=2).
+``cifar`` is CIFAR's shape (digits upsampled to 32x32x3, 8 cells, C=16, 4 nodes, batch 64, K=2);
+``tiny`` (3 cells, C=4, batch 16) only checks that the script runs (``bench/gpu.sh --smoke``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 SPEC = """
 name: bench
 seed: 0
-data: {{dataset: {{name: digits, size: {size}, channels: {channels}}}, batch_size: 64}}
+data: {{dataset: {{name: digits, size: {size}, channels: {channels}}}, batch_size: {batch}}}
 learners:
 {learners}
 stages:
@@ -41,8 +43,9 @@ run: {{cpu: {cpu}, mixed_precision: "{precision}", log_every: 1000000}}
 """
 
 SIZES = {
-    "small": dict(size=8, channels=1, cells=5, C=8),
-    "cifar": dict(size=32, channels=3, cells=8, C=16),
+    "small": dict(size=8, channels=1, cells=5, C=8, batch=64),
+    "cifar": dict(size=32, channels=3, cells=8, C=16, batch=64),
+    "tiny": dict(size=8, channels=1, cells=3, C=4, batch=16),
 }
 
 
@@ -98,9 +101,9 @@ def _runners(size: str, learners: int, device: str, precision: str):
     text = "\n".join(f"  {n}: {{kind: darts, channels: {shape['C']}, layers: {shape['cells']}, nodes: 4}}" for n in names)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "bench.yaml"
-        spec.write_text(SPEC.format(size=shape["size"], channels=shape["channels"], learners=text,
+        spec.write_text(SPEC.format(size=shape["size"], channels=shape["channels"], batch=shape["batch"], learners=text,
                                     cpu="true" if device == "cpu" else "false", precision=precision))
-        return build_runner(spec), build_runner(spec, ["run.fused=true"])
+        return build_runner(spec), build_runner(spec, ["run.fused=false"])
 
 
 def _hand(runner):
@@ -117,7 +120,7 @@ def _hand(runner):
 
 
 def measure(size: str, learners: int, iterations: int, device: str = "cpu", precision: str = "no") -> dict:
-    plain, fused = _runners(size, learners, device, precision)
+    default, plain = _runners(size, learners, device, precision)
     hand, opts, arch_opts = _hand(plain)
     streams = plain.streams
     cuda = device == "cuda"
@@ -127,7 +130,7 @@ def measure(size: str, learners: int, iterations: int, device: str = "cpu", prec
         hand_iteration(hand, opts, arch_opts, x, y, streams["unlabeled"].next()[0], *streams["val"].next(),
                        autocast=plain.accelerator.autocast if precision != "no" else None)
 
-    variants = {"hand": hand_step, "engine": plain.search_iteration, "engine_fused": fused.search_iteration}
+    variants = {"hand": hand_step, "engine": default.search_iteration, "engine_plain": plain.search_iteration}
     times: dict[str, list[float]] = {name: [] for name in variants}
     peak: dict[str, int] = {name: 0 for name in variants}
     load_before = os.getloadavg()[0]
@@ -144,11 +147,11 @@ def measure(size: str, learners: int, iterations: int, device: str = "cpu", prec
             times[name].append(time.perf_counter() - start)
     med = {name: statistics.median(t[1:]) for name, t in times.items()}
     result = {
-        "size": size, "learners": learners, "iterations": iterations, "shape": SIZES[size], "batch": 64,
+        "size": size, "learners": learners, "iterations": iterations, "shape": SIZES[size],
         "device": device, "precision": precision,
         "seconds_per_iteration": {k: round(v, 4) for k, v in med.items()},
-        "engine_over_hand": round(med["engine"] / med["hand"], 3),
-        "hand_over_engine_fused": round(med["hand"] / med["engine_fused"], 3),
+        "hand_over_engine": round(med["hand"] / med["engine"], 3),
+        "engine_plain_over_hand": round(med["engine_plain"] / med["hand"], 3),
         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     if cuda:
@@ -158,7 +161,7 @@ def measure(size: str, learners: int, iterations: int, device: str = "cpu", prec
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["small", "cifar"])
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations at the small size")
     parser.add_argument("--cifar-iterations", type=int, default=2, help="timed iterations at CIFAR shape (slow)")
     parser.add_argument("--learners", type=int, default=2)
@@ -172,14 +175,14 @@ def main() -> None:
         print(f"warning: 1-minute load is {os.getloadavg()[0]:.2f}; timings on a busy machine are unreliable", file=sys.stderr)
     results = []
     for size in args.sizes:
-        n = args.iterations if size == "small" else args.cifar_iterations
+        n = args.cifar_iterations if size == "cifar" else args.iterations
         results.append(measure(size, args.learners, n, args.device, args.precision))
         if not args.json:
             r = results[-1]
             s = r["seconds_per_iteration"]
-            print(f"{size}: hand {s['hand']:.3f} s/it, engine {s['engine']:.3f} s/it (x{r['engine_over_hand']} of hand), "
-                  f"engine fused {s['engine_fused']:.3f} s/it ({r['hand_over_engine_fused']}x faster than hand); "
-                  f"load {r['load_1min']}", flush=True)
+            print(f"{size}: hand {s['hand']:.3f} s/it, engine (default, fused) {s['engine']:.3f} s/it "
+                  f"({r['hand_over_engine']}x faster than hand), engine plain {s['engine_plain']:.3f} s/it "
+                  f"(x{r['engine_plain_over_hand']} of hand); load {r['load_1min']}", flush=True)
     if args.json:
         print(json.dumps({"threads": args.threads, "results": results}))
 

@@ -112,8 +112,8 @@ class ExpectationFailed(RuntimeError):
 
 
 class PeerLost(RuntimeError):
-    """Another process of the run failed or stopped answering (run.dist_timeout): every process ends
-    (exit 1), and the run resumes from its last checkpoint."""
+    """A process of the run failed, or stopped answering (run.dist_timeout): every process ends
+    (exit 1) with that process's message, and the run resumes from its last checkpoint."""
 
 
 class Interrupted(RuntimeError):

@@ -8,6 +8,9 @@ summary.json is written).
 
 ``SGL_NAN_AT=<rank>:<n>`` makes the n-th W-step loss recorded by the process of that rank NaN (the
 step itself is unchanged): how tests make one process alone see a non-finite loss.
+
+``SGL_FAIL_AT=<rank>:<n>`` makes the process of that rank raise an out-of-memory error before its
+n-th W-step: how tests make one process alone fail while the others wait for it in a collective.
 """
 
 from __future__ import annotations
@@ -46,3 +49,18 @@ def poisoned(result: Any) -> Any:
         result.loss = result.loss * float("nan")
         result.finite = torch.isfinite(result.loss)
     return result
+
+
+def failure_point() -> None:
+    """Raise where ``SGL_FAIL_AT`` says (else nothing)."""
+    wanted = os.environ.get("SGL_FAIL_AT")
+    if not wanted:
+        return
+    rank, _, nth = wanted.partition(":")
+    if int(os.environ.get("RANK", "0")) != int(rank):
+        return
+    _counts["fail"] = _counts.get("fail", 0) + 1
+    if _counts["fail"] == int(nth or 1):
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected by SGL_FAIL_AT on rank {rank})")

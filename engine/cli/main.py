@@ -199,7 +199,7 @@ def _note_study(spec: Path) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--stop-after", type=click.IntRange(min=1), help="Stop cleanly after this many epochs in total.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @user_errors

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable, Iterator
 
+from ..errors import Problem, SpecError
 from ..plan.types import RunPlan
 
 
@@ -33,8 +35,21 @@ def make_accelerator(plan: RunPlan) -> Any:
     # Several processes and no GPU (torchrun on a CPU machine): Accelerate forms a group of CPU
     # processes only when told cpu=True; otherwise each would start its own single-process run.
     cpu = plan.run.cpu or (distributed() and not _has_accelerator())
+    if plan.run.mixed_precision == "bf16" and not cpu:
+        check_bf16()
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=plan.run.dist_timeout))
     return Accelerator(cpu=cpu, mixed_precision=plan.run.mixed_precision, kwargs_handlers=[timeout])
+
+
+def check_bf16() -> None:
+    """Refuse bf16 on a GPU without bfloat16 arithmetic (V100, T4): torch emulates it there, so the
+    check Accelerate makes passes, and the run would be slower than in float32."""
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise SpecError([Problem(None, "run.mixed_precision", (
+            f"bf16 needs a GPU with bfloat16 arithmetic; this {torch.cuda.get_device_name()} only emulates it "
+            "(slower than float32): use fp16 (run.mixed_precision=fp16), or no"))])
 
 
 def _has_accelerator() -> bool:
@@ -46,3 +61,29 @@ def _has_accelerator() -> bool:
 def distributed() -> bool:
     """Whether this process is one of several (torchrun or accelerate launch)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@contextmanager
+def bootstrap(timeout_s: float = 900.0) -> Iterator[Callable[[Callable[[], Any]], Any]]:
+    """Before a run's processes form their group (how is in its plan, which one process reads),
+    the main process's word to the others: yields ``share(read)``, which runs ``read`` on the main
+    process and returns its value on every process. The word travels on a temporary group of CPU
+    connections, gone on exit; with one process, ``share(read)`` is ``read()``."""
+    import torch.distributed as dist
+
+    made = distributed() and not dist.is_initialized()
+    if made:
+        dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+
+    def share(read: Callable[[], Any]) -> Any:
+        if not distributed():
+            return read()
+        box = [read() if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    try:
+        yield share
+    finally:
+        if made:
+            dist.destroy_process_group()

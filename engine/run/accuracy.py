@@ -14,21 +14,24 @@ from .distributed import Collectives
 
 
 def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indices: torch.Tensor | None,
-             batch_size: int, collectives: Collectives, autocast: Callable[[], Any]) -> float:
+             batch_size: int, collectives: Collectives, autocast: Callable[[], Any], **source: Any) -> float:
     """Fraction of ``dataset`` (or of its ``indices``) that ``forward`` classifies right."""
-    return measure(forward, dataset, indices, batch_size, collectives, autocast)[0]
+    return measure(forward, dataset, indices, batch_size, collectives, autocast, **source)[0]
 
 
 def measure(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Any, indices: torch.Tensor | None,
             batch_size: int, collectives: Collectives, autocast: Callable[[], Any],
-            with_loss: bool = False) -> tuple[float, float | None]:
-    """``(accuracy, mean cross-entropy or None)`` of ``forward`` on ``dataset`` (or its ``indices``)."""
+            with_loss: bool = False, resident: Any = None, workers: int = 0) -> tuple[float, float | None]:
+    """``(accuracy, mean cross-entropy or None)`` of ``forward`` on ``dataset`` (or its ``indices``);
+    batches from ``resident`` (the dataset on the device) or ``workers`` (see ``eval_batches``)."""
     device = collectives.device
     correct = torch.zeros((), device=device)
     total = torch.zeros((), device=device)
     loss = torch.zeros((), device=device)
+    batches = eval_batches(dataset, indices, batch_size, device, rank=collectives.rank, world=collectives.world,
+                           resident=resident, workers=workers)
     with torch.inference_mode(), autocast():
-        for x, y in eval_batches(dataset, indices, batch_size, device, rank=collectives.rank, world=collectives.world):
+        for x, y in batches:
             logits = forward(x)
             correct += (logits.argmax(dim=1) == y).sum()
             total += y.shape[0]

@@ -54,3 +54,32 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def local_statistics(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """This process's floating-point buffers (BatchNorm statistics) of ``networks``, by name.
+
+    Each process normalises with its own batches, so inside an epoch (before the epoch's end averages
+    them) every process holds its own statistics: a checkpoint keeps every process's, and a resumed
+    process takes its own back — the main process's alone would make a resumed run differ.
+    """
+    return {f"{key}/{name}": buffer.detach().cpu().clone()
+            for key, module in networks.items() for name, buffer in module.named_buffers() if buffer.is_floating_point()}
+
+
+def set_local_statistics(networks: dict[str, torch.nn.Module], saved: list[dict[str, torch.Tensor]],
+                         rank: int, world: int) -> None:
+    """Take back this process's statistics from ``saved`` (one entry per process of the saved run);
+    their mean when the run had another number of processes."""
+    if not saved:
+        return
+    if len(saved) == world:
+        mine = saved[rank]
+    else:
+        mine = {k: torch.stack([s[k] for s in saved]).mean(0) for k in saved[0]}
+    with torch.no_grad():
+        for key, module in networks.items():
+            for name, buffer in module.named_buffers():
+                value = mine.get(f"{key}/{name}")
+                if value is not None:
+                    buffer.copy_(value)

@@ -104,7 +104,11 @@ class BatchStream:
 
     def _resident_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         data = self.resident
-        idx = self._batch_indices(self.cycle, self.pos).to(data.images.device)
+        if self._perm is None or self._perm_cycle != self.cycle:
+            # One copy of the cycle's order to the device; a copy per batch would wait for the device.
+            self._perm = self._permutation(self.cycle).to(data.images.device)
+            self._perm_cycle = self.cycle
+        idx = self._batch_indices(self.cycle, self.pos)
         x, y = data.images[idx], data.labels[idx]
         if data.augment is None:
             return x if x.is_floating_point() else x.float(), y
@@ -150,15 +154,54 @@ class BatchStream:
         self._loader_iter = None
 
 
-def eval_batches(dataset: Dataset, indices: torch.Tensor | None, batch_size: int, device: torch.device, *, rank: int = 0, world: int = 1):
-    """Fixed-order batches for measuring accuracy (each rank takes a strided share)."""
+def eval_batches(dataset: Dataset, indices: torch.Tensor | None, batch_size: int, device: torch.device, *,
+                 rank: int = 0, world: int = 1, resident: Any = None, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed-order batches for measuring accuracy. The batches are the same whatever the number of
+    processes (each rank takes every ``world``-th of them), so an accuracy measured with each batch's
+    own statistics (``run.eval_bn: batch``) does not depend on it.
+
+    A batch is gathered from ``resident`` (the dataset on the device) or from the dataset's tensors
+    on the host, with its evaluation transform (normalising) applied to the whole batch; a dataset
+    that can only be read image by image goes through a DataLoader with ``workers`` processes
+    (pinned memory on a GPU) when it has any, else through the main process.
+    """
     idx = torch.arange(len(dataset)) if indices is None else indices
-    idx = idx[rank::world]
+    data = resident if resident is not None else _evaluation_tensors(dataset)
+    if data is not None:
+        # the indices go to the device once, not batch by batch
+        chunks = idx.to(data.images.device).split(batch_size)[rank::world]
+        for chunk in chunks:
+            x, y = data.images[chunk], data.labels[chunk]
+            x = data.augment.normalise(x) if data.augment is not None else (x if x.is_floating_point() else x.float())
+            yield _to(x, device), _to(y, device)
+        return
+    chunks = [chunk.tolist() for chunk in idx.split(batch_size)[rank::world]]
+    if workers == 0:
+        for chunk in chunks:
+            x, y = default_collate([dataset[i] for i in chunk])
+            yield x.to(device), y.to(device)
+        return
+    with torch.random.fork_rng(devices=[]):  # the loader's seed draw leaves the run's randomness alone
+        loader = iter(DataLoader(dataset, batch_sampler=chunks, num_workers=workers, pin_memory=device.type == "cuda"))
+    for x, y in loader:
+        yield _to(x, device), _to(y, device)
+
+
+def _evaluation_tensors(dataset: Dataset) -> Any:
+    """The dataset as tensors on the host with a transform that draws nothing (else None)."""
     tensors = in_memory(dataset)
-    for start in range(0, len(idx), batch_size):
-        chunk = idx[start : start + batch_size]
-        if tensors is not None:
-            x, y = tensors[0][chunk], tensors[1][chunk]
-        else:
-            x, y = default_collate([dataset[i] for i in chunk.tolist()])
-        yield x.to(device), y.to(device)
+    if tensors is not None:
+        from sgl.registry.datasets.batched import InMemory
+
+        return InMemory(tensors[0], tensors[1], None)
+    data = dataset.in_memory() if hasattr(dataset, "in_memory") else None
+    return data if data is not None and (data.augment is None or not data.augment.random) else None
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On ``device``; from pinned host memory without waiting for the device."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+    return t.to(device)

@@ -74,7 +74,7 @@ class EvaluationStage:
         collectives.mean_buffers_(training.net)
         with running_statistics(training.net):
             test_acc = accuracy(training.net, training.bundle.test, None, self.runtime.plan.data.eval_batch_size,
-                                collectives, self.runtime.accelerator.autocast)
+                                collectives, self.runtime.accelerator.autocast, **self.runtime.eval_source(training.bundle.test))
         self.best_acc = max(self.best_acc, test_acc)
         record = {R.KIND: R.EVAL_EPOCH, R.EVAL_STAGE: self.name, R.EPOCH_INDEX: epoch,
                   R.EVAL_TRAIN_LOSS: train_loss, R.EVAL_TRAIN_ACC: train_acc, R.EVAL_TEST_ACC: test_acc,
@@ -101,6 +101,7 @@ class EvaluationStage:
     def finish(self) -> EvaluationResult:
         """The stage's result for summary.json; the trained network goes to the sink."""
         training, collectives = self.training, self.runtime.collectives
+        self.runtime.release(training.bundle.train, training.bundle.test)  # the stage's data leaves the device
         test_acc = self.records[-1][R.EVAL_TEST_ACC] if self.records else float("nan")
         wall = self.seconds()
         hours = wall / 3600

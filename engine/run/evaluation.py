@@ -17,8 +17,9 @@ from sgl.registry import Architecture
 from sgl.registry.evaluation import build_network
 
 from ..plan.types import EvaluateStagePlan
+from .checkpoint import local_statistics, set_local_statistics
 from .data import BatchStream, stream_seed
-from .runtime import Runtime
+from .runtime import Runtime, load_bundle
 from .steps import update
 
 #: Format tag of a saved model package (``models/<stage>.pt`` and ``sgl export --format pt``).
@@ -49,8 +50,7 @@ class EvaluationTraining:
         self.protocol = stage.protocol
         plan, collectives = runtime.plan, runtime.collectives
         self.architecture = stage_architecture(stage, runtime)
-        with runtime.accelerator.main_process_first():  # a download happens once, not per process
-            self.bundle = plan.data.dataset.build(runtime.base_dir, seed=plan.seed, **self.protocol.data_options())
+        self.bundle = load_bundle(plan, runtime.accelerator, runtime.base_dir, **self.protocol.data_options())
         self.info = self.protocol.network_info(self.architecture, self.bundle.task)
         torch.manual_seed(stream_seed(stage.seed, f"evaluate/{stage.name}"))  # the same weights on every process
         self.net = build_network(self.info).to(collectives.device).train()
@@ -83,12 +83,16 @@ class EvaluationTraining:
         return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
+        collectives = self.runtime.collectives
+        statistics = collectives.gather_objects(local_statistics({"net": self.net})) if collectives.world > 1 else []
         return {"model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "stream": self.stream.state_dict(), "network": self.info}
+                "stream": self.stream.state_dict(), "network": self.info, "statistics": statistics}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
+        collectives = self.runtime.collectives
+        set_local_statistics({"net": self.net}, state.get("statistics", []), collectives.rank, collectives.world)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["stream"])

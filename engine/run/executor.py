@@ -18,9 +18,10 @@ from ..expectations import check, describe
 from ..faults import crash_point
 from ..plan.types import DeriveStagePlan, EvaluateStagePlan, StagePlan, TrainStagePlan
 from ..summary import Status
-from .checkpoint import Cursor, rng_state, set_rng_state
+from .checkpoint import Cursor, local_statistics, rng_state, set_local_statistics, set_rng_state
 from .distributed import peer_failure
 from .evaluate import EvaluationStage
+from .failures import FailureBoard
 from .loop import StopControl, TrainingLoop
 from .progress import Progress, expectations_table, summary_table
 from .runtime import Runtime
@@ -69,6 +70,8 @@ class Executor:
         self.cursor = Cursor()
         self.saved_at = (0, 0, 0)
         self.peers_answer = True
+        self.board = FailureBoard(runtime.collectives.rank, runtime.collectives.world)
+        self.failed_alone = False
 
     # -- checkpoints
     def _state(self, cursor: Cursor, work: Any = None) -> dict[str, Any]:
@@ -83,9 +86,15 @@ class Executor:
             "stage": work.state_dict() if work is not None else None,
             # every process's RNG (a collective: every process checkpoints at the same moment)
             "rng": self.runtime.collectives.gather_objects(rng_state(self.runtime.collectives.device)),
+            "statistics": self._statistics(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "offsets": self.sink.positions(),
         }
+
+    def _statistics(self) -> list[dict[str, Any]]:
+        """Every process's BatchNorm statistics of the learners (several processes only)."""
+        collectives = self.runtime.collectives
+        return collectives.gather_objects(local_statistics(self.runtime.networks())) if collectives.world > 1 else []
 
     def _save(self, cursor: Cursor, work: Any = None) -> None:
         self.sink.save_checkpoint(self._state(cursor, work))
@@ -102,6 +111,8 @@ class Executor:
         cursor = Cursor.from_dict(state["cursor"])
         for name, learner in self.runtime.learners.items():
             learner.load_state_dict(state["learners"][name])
+        collectives = self.runtime.collectives
+        set_local_statistics(self.runtime.networks(), state.get("statistics", []), collectives.rank, collectives.world)
         for name, stream in self.runtime.streams.items():
             stream.load_state_dict(state["streams"][name])
         self.sink.rewind(state["offsets"])
@@ -140,6 +151,7 @@ class Executor:
     def execute(self, cursor: Cursor) -> None:
         self.cursor = cursor
         self.sink.start()
+        self.board.watch()
         status: Status = "failed"
         resume = f"resume with: sgl resume {shlex.quote(self.sink.location)}"
         try:
@@ -162,18 +174,50 @@ class Executor:
             raise
         except NonFiniteLoss as exc:
             raise NonFiniteLoss(f"{exc}. The last good checkpoint is kept ({self._where_saved()}); {resume}") from None
-        except RuntimeError as exc:
-            if not peer_failure(exc):
+        except BaseException as exc:
+            replacement = self._failure(exc, resume)
+            if replacement is exc:
                 raise
-            self.peers_answer = False  # no more collectives: the summary is this process's alone
-            raise PeerLost(f"another process of the run stopped answering or failed ({str(exc).splitlines()[0]}); "
-                           f"run.dist_timeout is {self.plan.run.dist_timeout:g} s. The last checkpoint is kept "
-                           f"({self._where_saved()}); {resume}") from None
+            raise replacement from None
         finally:
             failed = self._end(cursor, status)
             self.sink.finish()
+            self._leave_together()
         if failed:
             raise ExpectationFailed(failed)
+
+    def _failure(self, exc: BaseException, resume: str) -> BaseException:
+        """What ends a run of several processes that ``exc`` stopped (one process: ``exc`` itself).
+
+        Another process's announced failure, or a peer that stopped answering, ends it with that
+        news. An error of this process alone (out of memory, a data error) is announced to the
+        others, which stop at once, instead of this process waiting for them in the summary's
+        collectives while they wait for it in the next step's: both would wait run.dist_timeout.
+        """
+        if self.runtime.collectives.world == 1:
+            return exc
+        self.peers_answer = False  # no more collectives: the summary is this process's alone
+        kept = f"The last checkpoint is kept ({self._where_saved()}); {resume}"
+        other = self.board.announced()
+        if other is not None:
+            return PeerLost(f"{other}. {kept}")
+        if peer_failure(exc):
+            return PeerLost(f"another process of the run stopped answering or failed ({str(exc).splitlines()[0]}); "
+                            f"run.dist_timeout is {self.plan.run.dist_timeout:g} s. {kept}")
+        message = self.board.announce(exc)
+        self.failed_alone = True
+        return exc if isinstance(exc, KeyboardInterrupt) else PeerLost(f"{message}. {kept}")
+
+    def _leave_together(self) -> None:
+        """The main process says its summary is written; a process that failed alone waits for that
+        (launchers stop every process once one has left)."""
+        if self.runtime.collectives.world == 1:
+            return
+        self.board.stop_watching()
+        if self.runtime.collectives.is_main:
+            self.board.summary_written()
+        elif self.failed_alone:
+            self.board.wait_for_summary()
 
     def _where_saved(self) -> str:
         stage, epoch, iteration = self.saved_at

@@ -11,7 +11,7 @@ from typing import Any
 
 from sgl.registry.hypergrad.base import ArchContext
 
-from ..faults import poisoned
+from ..faults import failure_point, poisoned
 from .runtime import Runtime
 from .steps import StepResult, a_step, pl_step, v_step, w_step
 from ..plan.types import TrainStagePlan
@@ -56,6 +56,7 @@ class SearchIteration:
                     context = self._arch_context(names, x_tr, y_tr, x_u, x_v, y_v)
                     a_step(learners, list(names), plan.hypergradient, context, step_ctx)
             elif action.step == "W":
+                failure_point()
                 results += [(k, "W", poisoned(w_step(learners[k], x_tr, y_tr, step_ctx))) for k in names]
             elif action.step == "PL":
                 for j in names:

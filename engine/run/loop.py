@@ -32,7 +32,9 @@ class StopControl:
 
     With several processes every decision is collective (``poll``): a signal that reaches one
     process, or a clock that runs ahead on one, stops or checkpoints all of them at the same
-    iteration — a process that decided alone would wait forever in the next collective.
+    iteration — a process that decided alone would wait forever in the next collective. Inside an
+    epoch (``poll_soon``) the flags of one iteration are reduced while the next one runs and acted
+    on after it: no process waits for the others, nor for the device, to check them.
     """
 
     def __init__(self, stop_after_epochs: int | None = None, checkpoint_every: float | None = None,
@@ -43,18 +45,40 @@ class StopControl:
         self.signalled = False
         self.last_checkpoint = time.monotonic()
         self.on_request: Callable[[int], None] | None = None  # told of the first signal at once (the answer to Ctrl-C)
+        self._pending: Any = None  # the flags poll_soon sent, not yet read
 
     def checkpointed(self) -> None:
         self.last_checkpoint = time.monotonic()
 
+    def _due(self) -> bool:
+        return self.checkpoint_every is not None and time.monotonic() - self.last_checkpoint >= self.checkpoint_every
+
+    def _several(self) -> bool:
+        return self.collectives is not None and self.collectives.world > 1
+
     def poll(self) -> tuple[bool, bool]:
-        """``(stop now, checkpoint now)``, agreed by every process."""
-        due = self.checkpoint_every is not None and time.monotonic() - self.last_checkpoint >= self.checkpoint_every
-        flags = [self.signalled, due]
-        if self.collectives is not None and self.collectives.world > 1:
+        """``(stop now, checkpoint now)``, agreed by every process (they all wait for it)."""
+        if self._pending is not None:  # what the last poll_soon sent: a signal there counts here
+            self.signalled = self._pending.result()[0] or self.signalled
+            self._pending = None
+        flags = [self.signalled, self._due()]
+        if self._several():
             flags = self.collectives.any_of(flags)
         self.signalled = flags[0]
         return flags[0], flags[1]
+
+    def poll_soon(self) -> tuple[bool, bool]:
+        """``poll`` for every iteration: the answer every process agreed on to the flags sent by the
+        previous call, with this call's flags sent on their way (one process alone: ``poll``)."""
+        if not self._several():
+            return self.poll()
+        stop = checkpoint = False
+        if self._pending is not None:
+            stop, checkpoint = self._pending.result()
+            self.signalled = stop or self.signalled
+        # a checkpoint agreed on now is taken now: the clock is not due again for the next answer
+        self._pending = self.collectives.any_of_later([self.signalled, not checkpoint and self._due()])
+        return stop, checkpoint
 
     @contextmanager
     def watching_signals(self) -> Iterator[None]:
@@ -104,7 +128,7 @@ class TrainingLoop:
                     work.flush(epoch, it + 1)
                 if it + 1 == work.iterations:
                     break  # the epoch's end checkpoints (and honours a stop) below
-                stop, checkpoint = self.stop.poll()
+                stop, checkpoint = self.stop.poll_soon()
                 if stop or checkpoint:
                     # Mid-epoch: the interval's metric sums are saved, not flushed, so a resumed
                     # run writes the very lines an uninterrupted one would.

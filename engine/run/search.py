@@ -107,6 +107,8 @@ class SearchStage:
         learners = self.runtime.learners
         for name, net in self.stage.stepped:
             learners[name].nets[net].scheduler.step()
+        # Measured and checkpointed with the mean of every process's statistics (nothing alone).
+        self.runtime.average_statistics()
         totals = _by_learner(self.epoch_sums.read_and_reset())
         global_epoch = self.stage.first_epoch + epoch
         measured = epoch in self.stage.measured_epochs

@@ -71,14 +71,25 @@ class CheckpointUnreadable(RunDirError):
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's state, read with ``weights_only=True``; any problem is a CheckpointUnreadable
     that says what is wrong with the file (never a traceback, never advice to load code)."""
+    return load_checkpoint(path, checkpoint_bytes(path))
+
+
+def checkpoint_bytes(path: Path) -> bytes:
+    """A checkpoint file's bytes (CheckpointUnreadable when it is missing, not a file, or empty)."""
     if not path.exists():
         raise CheckpointUnreadable(f"{path}: missing")
     if not path.is_file():
         raise CheckpointUnreadable(f"{path}: not a file")
-    if path.stat().st_size == 0:
+    data = path.read_bytes()
+    if not data:
         raise CheckpointUnreadable(f"{path}: empty (a write that never finished)")
+    return data
+
+
+def load_checkpoint(path: Path, data: bytes) -> dict[str, Any]:
+    """The state in ``data``, the bytes of the checkpoint ``path`` (named in messages)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointUnreadable(f"{path}: holds Python objects that are not tensors or plain data; "
                                    "sgl never loads such files") from None

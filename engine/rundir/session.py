@@ -21,12 +21,11 @@ from ..run.distributed import Collectives
 from ..run.executor import Executor, RunOptions
 from ..run.progress import make_console
 from ..run.runtime import build_runtime
-from ..summary import SummaryUnreadable
-from .checkpoints import CheckpointUnreadable, no_usable_checkpoint, read_checkpoint
+from .checkpoints import CheckpointUnreadable, no_usable_checkpoint
 from .claim import RunLock, new_run_dir
 from .layout import RunDir
-from .reader import RunFiles
 from .recorder import FigureMaker, Recorder
+from .resume import ResumePoint, read_resume_point, shared_checkpoint
 from .setup import finish_start, write_start
 from .trackers import not_installed
 
@@ -46,7 +45,7 @@ def run_spec(spec_path: str | Path, overrides: Iterable[str] = (), options: RunO
         if options.progress and rundir.writer:
             make_console().print(f"run directory: {path}", soft_wrap=True, markup=False)
         write_start(rundir, compiled, Path(spec_path), overrides, runtime.bundle.task, accelerator)
-        executor = _executor(runtime, rundir, compiled, options, figures)
+        executor = _executor(runtime, rundir, compiled.plan, compiled.spec.model_dump(mode="json"), options, figures)
         executor.checkpoint_start()  # a kill before the first epoch ends can resume from here
         executor.execute(Cursor())
     except BaseException as exc:
@@ -62,34 +61,32 @@ def resume_run(run_dir: str | Path, options: RunOptions | None = None, *, figure
 
     The last checkpoint is used, or the previous one when the last cannot be read or does not fit
     the run (saying so). A run whose last stage ended but whose summary was never written (a kill at
-    the very end) gets its summary now.
+    the very end) gets its summary now. With several processes, the main process reads the run
+    directory and every process resumes from what it read (``resume.py``): the others need no copy.
     """
     options = options or RunOptions()
-    files = RunFiles(run_dir)
-    files.info  # noqa: B018 - refuses a directory that is not a run (or whose set-up cannot be finished)
-    compiled = files.compile(require_data=True)  # refuses a definition edited since the run began
-    accelerator = _accelerator(compiled.plan)
-    main = accelerator.is_main_process
-    lock = RunLock.take(files.path) if main else None
-    rundir = RunDir(files.path, writer=main)
+    point, main = read_resume_point(run_dir)
+    rundir = RunDir(Path(run_dir), writer=False)
     try:
-        rundir.remove_stale_temporaries()
-        finished = finish_start(rundir, files.info, compiled, accelerator)  # a set-up a kill cut short
-        if any(p.exists() for p in (rundir.checkpoint, rundir.previous_checkpoint)):
-            executor, cursor = _restore(rundir, compiled, accelerator, options, figures)
+        accelerator = _accelerator(point.plan)
+        rundir = RunDir(Path(run_dir), writer=accelerator.is_main_process)
+        # a set-up a kill cut short is finished (by the main process, which read it)
+        finished = finish_start(rundir, main.info, main.compiled, accelerator) if main is not None and rundir.writer else []
+        if point.has_checkpoint:
+            executor, cursor = _restore(rundir, point, accelerator, options, figures)
         else:
-            executor, cursor = _from_the_start(rundir, compiled, accelerator, options, figures, finished), Cursor()
-        for note in files.notes:
+            executor, cursor = _from_the_start(rundir, point, accelerator, options, figures, finished), Cursor()
+        for note in point.notes:
             executor.progress.message(f"note: {note}")
-        if cursor.stage >= len(compiled.plan.stages) and _completed(rundir):
+        if cursor.stage >= len(point.plan.stages) and point.complete:
             executor.progress.message(f"{rundir.path} is already complete; nothing to resume")
             return rundir.path
         executor.execute(cursor)
     except BaseException as exc:
         raise _in(rundir, exc)
     finally:
-        if lock is not None:
-            lock.release()
+        if main is not None:
+            main.lock.release()
     return rundir.path
 
 
@@ -104,15 +101,6 @@ def _in(rundir: RunDir, exc: BaseException) -> BaseException:
     return exc
 
 
-def _completed(rundir: RunDir) -> bool:
-    """Whether the run's summary says it completed (a damaged summary is written anew)."""
-    try:
-        summary = rundir.read_summary()
-    except SummaryUnreadable:
-        return False
-    return summary is not None and summary.status == "completed"
-
-
 def _accelerator(plan: RunPlan) -> Any:
     missing = not_installed(plan.run.trackers)
     if missing:
@@ -120,29 +108,33 @@ def _accelerator(plan: RunPlan) -> Any:
     return make_accelerator(plan)
 
 
-def _executor(runtime: Any, rundir: RunDir, compiled: Compiled, options: RunOptions,
+def _executor(runtime: Any, rundir: RunDir, plan: RunPlan, spec: dict[str, Any], options: RunOptions,
               figures: FigureMaker | None) -> Executor:
-    recorder = Recorder(rundir, compiled.plan.run.trackers, compiled.spec.model_dump(mode="json"), figures)
+    recorder = Recorder(rundir, plan.run.trackers, spec, figures)
     return Executor(runtime, recorder, options)
 
 
-def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+def _restore(rundir: RunDir, point: ResumePoint, accelerator: Any, options: RunOptions,
              figures: FigureMaker | None) -> tuple[Executor, Cursor]:
-    """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try)."""
+    """An executor restored from the newest checkpoint that reads and fits (a fresh runtime each try);
+    every process takes the same checkpoint, or none."""
     failures: list[str] = []
     paths = (rundir.checkpoint, rundir.previous_checkpoint)
+    collectives = Collectives(accelerator)
     for path in paths:
         try:
-            state = read_checkpoint(path)
+            state = shared_checkpoint(path, collectives)
         except CheckpointUnreadable as exc:
             failures.append(str(exc))
             continue
-        executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
+        executor = _executor(build_runtime(point.plan, accelerator, point.base_dir), rundir, point.plan, point.spec, options, figures)
+        unfit = None
         try:
             cursor = executor.restore(state)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            failures.append(f"{path}: does not fit this run ({reason})")
+            unfit = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if collectives.any_of([unfit is not None])[0]:
+            failures.append(f"{path}: does not fit this run ({unfit or 'on another process'})")
             continue
         if failures:
             moved = [_set_aside(p) for p in paths if p != path and p.exists() and rundir.writer]
@@ -152,12 +144,12 @@ def _restore(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunO
     raise no_usable_checkpoint(rundir, failures)
 
 
-def _from_the_start(rundir: RunDir, compiled: Compiled, accelerator: Any, options: RunOptions,
+def _from_the_start(rundir: RunDir, point: ResumePoint, accelerator: Any, options: RunOptions,
                     figures: FigureMaker | None, finished: list[str] = ()) -> Executor:
     """A run stopped before its first checkpoint (or while it was being set up: ``finished`` are the
     set-up files written now): nothing had trained, so it starts again from the beginning, as
     ``run_spec`` would have gone on."""
-    executor = _executor(build_runtime(compiled.plan, accelerator, compiled.base_dir), rundir, compiled, options, figures)
+    executor = _executor(build_runtime(point.plan, accelerator, point.base_dir), rundir, point.plan, point.spec, options, figures)
     when = f"while it was being set up (now finished: {', '.join(finished)})" if finished else "before its first checkpoint"
     executor.progress.message(f"{rundir.path} was stopped {when}; starting it from the beginning")
     executor.checkpoint_start()

@@ -69,9 +69,10 @@ class DataSpecBase(Section):
     num_workers: NonNegativeInt | None = Field(
         None,
         le=256,
-        description="DataLoader worker processes for datasets read image by image (0: in the main process; at "
-        "most 256). Null: up to 8 (the CPU count) on a GPU, 0 on the CPU, where workers would change the "
-        "random augmentation of a CPU run.",
+        description="DataLoader worker processes of each process for datasets read image by image, shared by its "
+        "batch streams (0: in the main process; at most 256). Null: the machine's CPUs divided among its "
+        "processes, at most 8, on a GPU; 0 for a CPU run's training batches, where workers would change their "
+        "random augmentation.",
     )
     batches: Literal["auto", "device", "per_image"] = Field(
         "auto",
@@ -237,11 +238,12 @@ class RunSpec(Section):
         "(as the architecture step sees the network) or running (DARTS' infer; poor early in a search).",
     )
     fused: bool = Field(
-        False,
-        description="Compute searchable learners' supernets with the fused implementation: the edges into a node "
-        "that apply the same op run as one call, and depthwise convolutions take exact rewrites onto fast CPU "
-        "kernels. The same math, summed in another order (float32 results differ in the last bits; measured "
-        "2.8x faster on 8x8 inputs, 1.8x at CIFAR size on the CPU: bench/fused.py). Off: the plain networks.",
+        True,
+        description="Compute searchable learners' supernets with the fused implementation wherever their search "
+        "space has one (DARTS, PC-DARTS, P-DARTS): the edges into a node that apply the same op run as one call, "
+        "and depthwise convolutions take exact rewrites onto fast CPU kernels. The same math, summed in another "
+        "order (equal to 1e-10 in float64; float32 results differ in the last bits), 1.7-2.8x faster on the CPU "
+        "(bench/iteration.py). false: the plain networks, for reference comparisons.",
     )
     checkpoint_every: PositiveFloat | None = Field(
         10.0,

@@ -7,9 +7,10 @@ split the training set stratified without reading any image.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -125,3 +126,19 @@ def resolve_root(root: str | Path, base_dir: str | Path) -> Path:
     """A configured root, with ``~`` expanded and relative paths taken against the spec's folder."""
     path = Path(root).expanduser()
     return path if path.is_absolute() else Path(base_dir) / path
+
+
+@contextmanager
+def download_lock(root: Path) -> Iterator[None]:
+    """Hold ``root``'s download lock (``root/.download.lock``, flock'ed) while downloading into it:
+    processes that share a data root (machines on one network disk) download one at a time, and the
+    ones after the first find the files there. The kernel drops the lock of a process that dies."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".download.lock", "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -13,6 +13,7 @@ batch resumes exactly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -42,12 +43,23 @@ class BatchAugment:
             x = cutout(x, self.cutout, generator)
         return x
 
+    @property
+    def random(self) -> bool:
+        """Whether it draws random numbers (crop, flip, Cutout); normalising alone does not."""
+        return bool(self.pad or self.flip or self.cutout)
+
     def normalise(self, images: Tensor) -> Tensor:
         if self.mean is None:
             return images if images.is_floating_point() else images.float()
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        mean, std = _constants(self.mean, self.std, images.device)
         return (images.float() / 255.0 - mean) / std
+
+
+@functools.lru_cache(maxsize=32)
+def _constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as ``[1, C, 1, 1]`` tensors on ``device``, made once: a copy from the host
+    per batch would wait for the device every batch."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
 
 
 def _uniform(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -19,6 +19,7 @@ on torchvision's private ``_check_integrity`` and ``_load_meta`` hooks and its `
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -31,7 +32,7 @@ from torchvision.datasets.vision import VisionDataset
 
 from ..task import Task
 from . import safe_pickle
-from .base import Cutout, DataBundle, resolve_root
+from .base import Cutout, DataBundle, download_lock, resolve_root
 from .batched import BatchAugment, InMemory
 
 if TYPE_CHECKING:
@@ -142,8 +143,10 @@ def load_cifar_bundle(cfg: CifarConfig, *, base_dir: Path, cutout: int = 0) -> D
         )
 
     train_tf, test_tf = cifar_transforms(mean, std, augment=cfg.augment, cutout=cutout)
-    # download=True is a no-op when the files exist (our _check_integrity says so)
-    train = cls(str(root), train=True, transform=train_tf, download=cfg.download)
+    # download=True is a no-op when the files exist (our _check_integrity says so): of processes that
+    # share the root, the first downloads under the lock and the others find the files
+    with download_lock(root) if cfg.download else contextlib.nullcontext():
+        train = cls(str(root), train=True, transform=train_tf, download=cfg.download)
     train.batch_augment = BatchAugment(pad=4 if cfg.augment else 0, flip=cfg.augment, mean=mean, std=std, cutout=cutout)
     train_eval = copy.copy(train)  # the same arrays, the evaluation transform
     train_eval.transform, train_eval.batch_augment = test_tf, BatchAugment(mean=mean, std=std)

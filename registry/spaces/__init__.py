@@ -7,7 +7,6 @@ architecture and checkpoints hold it once. See ``base.SearchSpace`` for the inte
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator

@@ -65,6 +65,16 @@ def _group_module(name: str, stride: int, refs: list[PlainRef]) -> Optional[nn.M
     raise TypeError(f"the fused supernet does not implement the operation {name!r}")
 
 
+def _add_at(acc: Optional[torch.Tensor], positions: torch.Tensor, term: torch.Tensor, units: int) -> torch.Tensor:
+    """``acc`` (zeros when None, ``[B, units, ...]``) plus ``term`` at ``positions`` of dim 1. Under
+    autocast an op's output is half precision and ``term`` (weighted by float32 arch weights)
+    float32, as the plain MixedOp's weighted sum: the sum is kept in the wider dtype of the two."""
+    if acc is None:
+        return term.new_zeros(term.shape[0], units, *term.shape[2:]).index_add(1, positions, term)
+    dtype = torch.promote_types(acc.dtype, term.dtype)
+    return acc.to(dtype).index_add(1, positions, term.to(dtype))
+
+
 class FusedCell(nn.Module):
     """The cells at one position of K plain networks (``cells[k]`` is learner k's)."""
 
@@ -192,8 +202,7 @@ class FusedCell(nn.Module):
             if group.full:
                 acc = y * scale if acc is None else torch.addcmul(acc, y, scale)
             else:
-                base = acc if acc is not None else y.new_zeros(B, U, C_op, Ho, Wo)
-                acc = base.index_add(1, getattr(self, f"positions_{w}_{g}"), y * scale)
+                acc = _add_at(acc, getattr(self, f"positions_{w}_{g}"), y * scale, U)
         if acc is None:
             # Only `none` on every edge of the wave: zeros, kept on the graph as the plain `Zero`
             # op keeps them (so upstream parameters get zero gradients rather than none).

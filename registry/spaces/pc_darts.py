@@ -9,7 +9,7 @@ The cells and the network are DARTS' (``supernet.DartsNetwork``); only the edge 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
