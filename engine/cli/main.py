@@ -187,7 +187,7 @@ def run(spec: Path, overrides: tuple[str, ...], run_dir: Path | None, overwrite:
 
 def _note_study(spec: Path) -> None:
     """A run ignores a spec's study: section (each trial of the study is exactly such a run); say so."""
-    from ..spec.load import load_document
+    from ..specs.load import load_document
 
     try:
         has_study = "study" in load_document(spec).data

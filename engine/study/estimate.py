@@ -8,7 +8,7 @@ import heapq
 from typing import Any
 
 from ..plan.compile import compile_spec
-from ..spec.study import SEED_KEY
+from ..specs.study import SEED_KEY
 from .resources import choose, cpu_count
 from .trials import StudyPlan
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..expectations import lookup
 from ..results.reading import RunData, result_rows
 from ..rundir.reader import RunFiles
-from ..spec.study import NAMED_METRICS
+from ..specs.study import NAMED_METRICS
 from ..summary import Summary
 from .launch import summary_of
 from .manifest import Manifest, StudyDir, TrialRecord
@@ -157,7 +157,7 @@ def _published(row: Row, metrics: list[str]) -> dict[str, list[Published]]:
 
 def _expectations(resolved: Path) -> list[Any]:
     from ..errors import SpecError
-    from ..spec.load import load_spec
+    from ..specs.load import load_spec
 
     try:
         return list(load_spec(resolved)[0].expect)

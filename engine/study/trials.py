@@ -12,9 +12,9 @@ from typing import Any, Iterable
 from ..errors import Pos, Problem, SpecError
 from ..plan.compile import Compiled, compile_spec
 from ..rundir.setup import resolved_yaml
-from ..spec.load import load_document, validate
-from ..spec.reader import Document
-from ..spec.study import StudySpec, TrialSpec, apply_vary, row_keys, table_problems, trials
+from ..specs.load import load_document, validate
+from ..specs.reader import Document
+from ..specs.study import StudySpec, TrialSpec, apply_vary, row_keys, table_problems, trials
 
 _OVERRIDE = re.compile(r"^<override (\d+): ")
 
