@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..results.pages import Table, _STYLE
+from ..results.pages import Figure, Table
 from ..rundir.files import atomic_write_text
 from .table import FIXED, StudyTable, read_table
 
@@ -181,21 +181,16 @@ def write_study_report(path: str | Path, out_dir: str | Path | None = None) -> d
 
 
 def _pages(table: StudyTable, out: Path, figures: list[Path]) -> None:
-    import html
+    from ..results.templates import environment
 
-    main, trials = main_table(table), trials_table(table)
-    png = [p for p in figures if p.suffix == ".png"]
-    rel = [Path(os.path.relpath(p, out)).as_posix() for p in png]
-    title = f"sgl study {table.manifest.name}"
-    where = (f"{table.path}: {len(table.results)} trials of {table.manifest.spec} "
-             f"({table.manifest.executor} executor, {table.manifest.threads} thread(s) per trial)")
-    md = [f"# {title}", "", where, "", main.markdown(), *(f"![error bars per metric]({r})\n" for r in rel),
-          trials.markdown(), "Each trial is a run directory under trials/: `sgl report`, `sgl export` and "
-          "`sgl resume` work on it."]
-    page = [f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-            f"<p>{html.escape(where)}</p>", main.html(),
-            *(f'<p><img src="{html.escape(r)}" alt="error bars per metric"></p>' for r in rel), trials.html(),
-            "</body></html>\n"]
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_text(out / "report.html", "\n".join(page))
+    rel = [Path(os.path.relpath(p, out)).as_posix() for p in figures if p.suffix == ".png"]
+    context = {
+        "title": f"sgl study {table.manifest.name}",
+        "where": (f"{table.path}: {len(table.results)} trials of {table.manifest.spec} "
+                  f"({table.manifest.executor} executor, {table.manifest.threads} thread(s) per trial)"),
+        "main": main_table(table), "trials": trials_table(table),
+        "figures": [Figure(r, "error bars per metric") for r in rel],
+    }
+    env = environment()
+    atomic_write_text(out / "report.md", env.get_template("study.md.j2").render(context))
+    atomic_write_text(out / "report.html", env.get_template("study.html.j2").render(context))

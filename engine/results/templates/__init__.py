@@ -1,5 +1,6 @@
-"""The report's page templates (Jinja2): ``report.html.j2`` (its pieces in
-``macros.html.j2``) and its Markdown twin ``report.md.j2``."""
+"""The pages' templates (Jinja2): a run report's ``report.html.j2`` (its pieces in ``macros.html.j2``,
+its style in ``style.css.j2``) and its Markdown twin ``report.md.j2``; a study's ``study.html.j2``
+and ``study.md.j2``."""
 
 from __future__ import annotations
 
