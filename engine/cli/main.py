@@ -51,13 +51,12 @@ def _import_plugins(modules: tuple[str, ...], debug: bool) -> None:
 def validate(specs: tuple[Path, ...]) -> None:
     """Check specs: keys, types, ranges, names, files and the plan. Prints every problem at once."""
     from ..plan.compile import compile_spec
-    from ..study.trials import load_study
 
     failures = []
     for path in specs:
         try:
             compiled = compile_spec(path)
-            trials = len(load_study(path).trials) if compiled.spec.study is not None else 0
+            trials = _trials(path) if compiled.spec.study is not None else 0
         except SpecError as exc:
             failures.extend(exc.problems)
             continue
@@ -69,6 +68,12 @@ def validate(specs: tuple[Path, ...]) -> None:
             click.echo(f"warning: {path}: {warning}", err=True)
     if failures:
         raise SpecError(failures)
+
+
+def _trials(path: Path) -> int:
+    from ..study.trials import load_study  # imports torch: only for a spec with a study
+
+    return len(load_study(path).trials)
 
 
 def _count(n: int, noun: str) -> str:

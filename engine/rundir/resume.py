@@ -59,8 +59,6 @@ def read_resume_point(run_dir: str | Path) -> tuple[ResumePoint, MainRead | None
 
     def read() -> tuple[str, Any]:
         try:
-            if not Path(run_dir).is_dir():
-                raise RunDirError(f"no such run directory: {str(run_dir)!r}")
             files = RunFiles(run_dir)
             files.info  # noqa: B018 - refuses a directory that is not a (completely set up) run
             compiled = files.compile(require_data=True)  # refuses a definition edited since the run began

@@ -34,7 +34,7 @@ def load_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
 
 
 def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
-    resolved = path.resolve()
+    resolved = Path(os.path.realpath(path))  # never raises: a link loop is reported when it is read
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise SpecError([Problem(Pos(str(path), 1, 1), "extends", f"extends cycle: {cycle}")])
@@ -52,8 +52,9 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> Document:
         if not os.path.isfile(base_path):
             what = "a directory, not a spec file" if os.path.isdir(base_path) else "no such file"
             raise SpecError([Problem(where, "extends", f"{what}: {str(base_path)!r}")])
-        if base_path.resolve() in (*chain, resolved):
-            cycle = " -> ".join(str(p) for p in (*chain, resolved, base_path.resolve()))
+        real_base = Path(os.path.realpath(base_path))
+        if real_base in (*chain, resolved):
+            cycle = " -> ".join(str(p) for p in (*chain, resolved, real_base))
             raise SpecError([Problem(where, "extends", f"extends cycle: {cycle}")])
         base_doc = _load_with_bases(base_path, (*chain, resolved))
         merged = base_doc if merged is None else _merge(merged, base_doc)

@@ -70,9 +70,9 @@ class StudySpec(Section):
     address: str | None = Field(None, description="Ray cluster address (HOST:PORT, or 'auto'); null: a local Ray "
                                 "instance started for the study.")
     parallel: PositiveInt | None = Field(None, le=4096, description="Trials at once (null: as many as cores, or GPUs, "
-                                         "allow, never more than the trials).")
+                                         "allow, never more than the trials; at most 4,096).")
     threads: PositiveInt | None = Field(None, le=1024, description="CPU threads of each trial (null: the cores divided "
-                                        "by the trials at once); trials × threads never exceed the cores.")
+                                        "by the trials at once); trials × threads never exceed the cores (at most 1,024).")
 
     @field_validator("vary")
     @classmethod

@@ -144,4 +144,7 @@ class StudyDir:
 
 
 def is_study_dir(path: str | Path) -> bool:
-    return StudyDir(path).is_study()
+    try:
+        return StudyDir(path).is_study()
+    except OSError:  # a name too long, a link loop: no study; the run's own checks say what is wrong
+        return False
