@@ -663,3 +663,45 @@ def wrap_group(ctx: ArchContext, wrap_net) -> ArchContext:
         for k, lv in ctx.learners.items()
     }
     return dataclasses.replace(ctx, learners=learners)
+
+
+#: Long end-to-end tests (20 s or more each on 2 cores) whose property a shorter test of the default
+#: suite also checks, in another setting (another kill point, another link, the other signal, a
+#: second executor or process layout). `python -m pytest -m slow` runs them; CI runs them after
+#: the suite. Listed here, by node id, so that one place says what the default suite leaves out.
+SLOW = frozenset({
+    "tests/study/test_study_crash_only.py::test_kill_9_the_driver_then_resume_gives_the_same_trials_and_table[study_start]",
+    "tests/study/test_study_crash_only.py::test_kill_9_the_driver_then_resume_gives_the_same_trials_and_table[study_end]",
+    "tests/study/test_study_executors.py::test_the_same_study_on_a_local_ray_instance_gives_the_same_trials",
+    "tests/run/test_one_process_fails.py::test_an_error_on_one_process_stops_every_process_with_its_message",
+    "tests/rundir/test_resume_across_machines.py::test_a_run_of_two_machines_without_a_shared_disk_resumes_bit_identically",
+    "tests/rundir/test_trackers.py::test_mlflow_reads_metrics_params_and_artifacts_from_the_run_directory",
+    "tests/run/test_fused_runs.py::test_a_fused_run_resumes_bit_identically_and_exports",
+    "tests/run/test_fused_runs.py::test_second_order_methods_run_through_fused_networks",
+    "tests/run/test_fused_runs.py::test_a_short_search_is_the_plain_search_up_to_rounding",
+    "tests/run/test_data_feed.py::test_a_dataset_built_later_never_gets_an_earlier_datasets_device_copy",
+    "tests/rundir/test_fuzz_run_files.py::test_damaged_run_files_give_clean_refusals_or_correct_results",
+    "tests/rundir/test_kill_and_resume.py::test_a_kill_during_a_resumed_run_resumes_again",
+    "tests/rundir/test_kill_and_resume.py::test_kill_9_anywhere_then_resume_is_bit_identical[checkpoint:9]",
+    "tests/rundir/test_kill_and_resume.py::test_kill_9_anywhere_then_resume_is_bit_identical[summary:1]",
+    "tests/rundir/test_kill_and_resume.py::test_kill_9_anywhere_then_resume_is_bit_identical[write:7]",
+    "tests/rundir/test_kill_and_resume.py::test_kill_9_anywhere_then_resume_is_bit_identical[write:8]",
+    "tests/rundir/test_hostile_run_dirs.py::test_metrics_shorter_than_the_checkpoint_says_are_refused_never_padded[deleted]",
+    "tests/rundir/test_hostile_run_dirs.py::test_metrics_shorter_than_the_checkpoint_says_are_refused_never_padded[empty]",
+    "tests/rundir/test_hostile_run_dirs.py::test_a_kill_while_the_directory_is_set_up_resumes_by_itself[5]",
+    "tests/rundir/test_hostile_run_dirs.py::test_links_where_a_runs_files_belong_are_refused_and_nothing_outside_changes[summary.json]",
+    "tests/rundir/test_hostile_run_dirs.py::test_links_where_a_runs_files_belong_are_refused_and_nothing_outside_changes[checkpoints]",
+    "tests/rundir/test_hostile_run_dirs.py::test_links_where_a_runs_files_belong_are_refused_and_nothing_outside_changes[figures]",
+    "tests/rundir/test_hostile_run_dirs.py::test_links_where_a_runs_files_belong_are_refused_and_nothing_outside_changes[genotypes/alice.history.jsonl]",
+    "tests/cli/test_what_a_person_sees.py::test_the_first_signal_is_answered_at_once_and_the_run_is_interrupted_not_failed[sigterm]",
+    "tests/cli/test_cli_run_exit_codes.py::test_interrupt_checkpoints_and_resume_completes",
+    "tests/run/test_distributed_runs.py::test_ctrl_c_on_one_process_stops_every_process_with_a_checkpoint",
+    "tests/run/test_distributed_runs.py::test_torchrun_on_cpu_forms_one_run_without_run_cpu",
+    "tests/run/test_distributed_runs.py::test_a_stopped_peer_fails_the_run_after_the_timeout",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW:
+            item.add_marker(pytest.mark.slow)
