@@ -6,7 +6,8 @@ that take it as an input, plain or in the fused implementation (``fused``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,18 @@ def mean_entropy(weights: torch.Tensor) -> float:
     """Mean over edges of the entropy (nats) of each edge's op distribution; 0·log 0 counts as 0."""
     logs = torch.where(weights > 0, weights.clamp_min(1e-30).log(), torch.zeros_like(weights))
     return float(-(weights * logs).sum(-1).mean())
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    # Built under the dtype rather than cast afterwards: the initial draws are those of a network
+    # made in that dtype from the start, as the first phase's were.
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 class DartsSpace(SearchSpace):
@@ -69,7 +82,10 @@ class DartsSpace(SearchSpace):
         return {"normal": F.softmax(self.alphas_normal, dim=-1), "reduce": F.softmax(self.alphas_reduce, dim=-1)}
 
     def new_network(self, fused: bool = False) -> nn.Module:
-        plain = self._plain_network()
+        # In α's dtype, the run's: a later phase's networks are built mid-run, when torch's default
+        # dtype may no longer be the one the space (and the first networks) were built in.
+        with _default_dtype(self.alphas_normal.dtype):
+            plain = self._plain_network()
         return fuse(plain) if fused else plain
 
     def _plain_network(self) -> DartsNetwork:

@@ -97,5 +97,8 @@ def test_fused_and_plain_searches_agree_under_cpu_autocast(tmp_path, precision):
     assert losses[0].keys() == losses[1].keys()
     for key, value in losses[0].items():
         assert abs(losses[1][key] - value) <= 0.02 * abs(value), (key, losses)
+    # Values near 1 (BN running variances, α, weights) that bf16 rounds to 2^-8 ≈ 0.004; each path
+    # rounds differently (the fused one sums in float32, the plain one in bf16) and drifts from its
+    # float32 run by up to 0.025 (measured) over these three iterations: they differ by up to the sum.
     differences = _largest_difference(plain, fused)
-    assert all(d < 0.02 for d in differences.values()), differences
+    assert all(d < 0.05 for d in differences.values()), differences
