@@ -296,7 +296,8 @@ def run_metrics(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
 
 
-def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+def checkpoint_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the last checkpoint's networks and spaces, by learner.net.key."""
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
     flat = {}
     for name, learner in state["learners"].items():
@@ -316,7 +317,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold the same run: metrics, genotypes and every weight of the last checkpoint."""
     assert run_metrics(a) == run_metrics(b)
     assert _genotypes(a) == _genotypes(b)
-    wa, wb = _weights(a), _weights(b)
+    wa, wb = checkpoint_weights(a), checkpoint_weights(b)
     assert wa.keys() == wb.keys()
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, build_spec
+from conftest import REPO, build_spec, checkpoint_weights, run_metrics
 
 #: Two seeds of conftest's small spec, with a checkpoint after every iteration (time-based) so a
 #: trial killed mid-epoch resumes from inside it.
@@ -31,21 +31,6 @@ def driver(*args: str, env: dict | None = None) -> subprocess.Popen:
 def finish(process: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
     out, _ = process.communicate(timeout=timeout)
     return process.returncode, out
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    flat = {}
-    for name, learner in state["learners"].items():
-        for net, net_state in learner["nets"].items():
-            flat.update({f"{name}.{net}.{k}": t for k, t in net_state["module"].items()})
-        flat.update({f"{name}.space.{k}": t for k, t in learner.get("space", {}).items()})
-    return flat
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
 
 
 def manifest(study: Path) -> dict:
@@ -93,8 +78,8 @@ def test_kill_9_the_driver_then_resume_gives_the_same_trials_and_table(straight,
     trials = manifest(study)["trials"]
     assert [t["state"] for t in trials] == ["completed", "completed"]
     for trial in trials:
-        assert metrics(study / "trials" / trial["id"]) == metrics(reference / "trials" / trial["id"])
-        a, b = weights(study / "trials" / trial["id"]), weights(reference / "trials" / trial["id"])
+        assert run_metrics(study / "trials" / trial["id"]) == run_metrics(reference / "trials" / trial["id"])
+        a, b = checkpoint_weights(study / "trials" / trial["id"]), checkpoint_weights(reference / "trials" / trial["id"])
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (study / "table.md").read_text() == (reference / "table.md").read_text()
     attempts = [t["attempts"] for t in trials]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, build_spec
+from conftest import REPO, build_spec, checkpoint_weights, run_metrics
 
 #: Two DARTS learners on a tenth of digits (conftest's base), seeds × λ, two deterministic metrics.
 STUDY = {"vary": {"seed": [0, 1], "loss_weights.pseudo": [0.5, 2.0]},
@@ -27,24 +27,9 @@ def sgl(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess
                           cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    flat = {}
-    for name, learner in state["learners"].items():
-        for net, net_state in learner["nets"].items():
-            flat.update({f"{name}.{net}.{k}": t for k, t in net_state["module"].items()})
-        flat.update({f"{name}.space.{k}": t for k, t in learner.get("space", {}).items()})
-    return flat
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
-
-
 def assert_same_run(a: Path, b: Path) -> None:
-    assert metrics(a) == metrics(b)
-    wa, wb = weights(a), weights(b)
+    assert run_metrics(a) == run_metrics(b)
+    wa, wb = checkpoint_weights(a), checkpoint_weights(b)
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])]
 
