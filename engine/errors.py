@@ -118,3 +118,13 @@ class PeerLost(RuntimeError):
 
 class Interrupted(RuntimeError):
     """The run was stopped (Ctrl-C, SIGTERM or --stop-after) after writing a checkpoint."""
+
+
+def os_error(exc: OSError) -> str:
+    """An OSError as one line: what went wrong, and on which path (shortened when very long)."""
+    if not exc.strerror:
+        return str(exc)
+    name = str(exc.filename) if exc.filename is not None else ""
+    if len(name) > 160:
+        name = f"{name[:80]}…{name[-60:]} ({len(name):,} characters)"
+    return f"{exc.strerror}: {name!r}" if name else exc.strerror

@@ -666,7 +666,7 @@ def wrap_group(ctx: ArchContext, wrap_net) -> ArchContext:
     return dataclasses.replace(ctx, learners=learners)
 
 
-#: Long end-to-end tests (20 s or more each on 2 cores) whose property a shorter test of the default
+#: Long end-to-end tests (15 s or more each on 2 cores) whose property a shorter test of the default
 #: suite also checks, in another setting (another kill point, another link, the other signal, a
 #: second executor or process layout). `python -m pytest -m slow` runs them; CI runs them after
 #: the suite. Listed here, by node id, so that one place says what the default suite leaves out.
@@ -699,6 +699,18 @@ SLOW = frozenset({
     "tests/run/test_distributed_runs.py::test_ctrl_c_on_one_process_stops_every_process_with_a_checkpoint",
     "tests/run/test_distributed_runs.py::test_torchrun_on_cpu_forms_one_run_without_run_cpu",
     "tests/run/test_distributed_runs.py::test_a_stopped_peer_fails_the_run_after_the_timeout",
+    "tests/study/test_study_crash_only.py::test_kill_9_the_driver_then_resume_gives_the_same_trials_and_table[running]",
+    "tests/rundir/test_hostile_run_dirs.py::test_a_kill_while_the_directory_is_set_up_resumes_by_itself[3]",
+    "tests/rundir/test_hostile_run_dirs.py::test_links_where_a_runs_files_belong_are_refused_and_nothing_outside_changes[metrics.jsonl]",
+    "tests/cli/test_what_a_person_sees.py::test_a_second_ctrl_c_stops_at_once_and_the_run_is_interrupted_not_failed",
+    "tests/cli/test_what_a_person_sees.py::test_a_failed_write_says_the_exact_resume_command",
+    "tests/rundir/test_corrupt_run_files.py::test_an_unusable_last_checkpoint_falls_back_to_the_previous[truncated]",
+    "tests/cli/test_cli_run_exit_codes.py::test_a_full_disk_keeps_the_checkpoints_and_exits_1",
+    "tests/rundir/test_earlier_run_directories.py::test_an_earlier_run_resumes_bit_identically_and_reports",
+    "tests/run/test_device_batches.py::test_a_search_on_device_batches_resumes_bit_identically",
+    "tests/run/test_distributed_runs.py::test_a_non_finite_loss_on_one_process_stops_every_process",
+    "tests/study/test_study_executors.py::test_a_trial_is_bit_identical_to_the_same_run_alone",
+    "tests/results/test_export_derived.py::test_an_evaluated_learner_also_gets_its_trained_network_sized_by_its_stage",
 })
 
 

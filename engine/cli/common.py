@@ -12,7 +12,7 @@ import pickle
 
 import click
 
-from ..errors import ExpectationFailed, ExportError, Interrupted, NonFiniteLoss, PeerLost, ReportError, RunDirError, SpecError
+from ..errors import ExpectationFailed, ExportError, Interrupted, NonFiniteLoss, PeerLost, ReportError, RunDirError, SpecError, os_error
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -65,16 +65,6 @@ def user_errors(fn):
 
     wrapper.user_errors = True  # type: ignore[attr-defined]  (every command has it: tests/cli checks)
     return wrapper
-
-
-def os_error(exc: OSError) -> str:
-    """An OSError as one line: what went wrong, and on which path (shortened when very long)."""
-    if not exc.strerror:
-        return str(exc)
-    name = str(exc.filename) if exc.filename is not None else ""
-    if len(name) > 160:
-        name = f"{name[:80]}…{name[-60:]} ({len(name):,} characters)"
-    return f"{exc.strerror}: {name!r}" if name else exc.strerror
 
 
 def resume_hint(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunDirError, SpecError
+from ..errors import RunDirError, SpecError, os_error
 from ..plan.compile import Compiled
 from ..plan.types import RunPlan
 from ..run.accelerator import bootstrap
@@ -73,6 +73,8 @@ def read_resume_point(run_dir: str | Path) -> tuple[ResumePoint, MainRead | None
             return "spec", exc.problems
         except RunDirError as exc:
             return "run", str(exc)
+        except OSError as exc:  # the path given cannot be read (too long, no access, a link loop)
+            return "run", f"cannot read the run directory: {os_error(exc)}"
         except Exception as exc:  # noqa: BLE001 - raised on the main process below, told to the others
             held["error"] = exc
             return "error", f"{type(exc).__name__}: {exc}"
