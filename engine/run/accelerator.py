@@ -73,7 +73,12 @@ def bootstrap(timeout_s: float = 900.0) -> Iterator[Callable[[Callable[[], Any]]
 
     made = distributed() and not dist.is_initialized()
     if made:
-        dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+        # Its own key prefix in the launcher's store: the run's group, formed after this one is gone,
+        # would otherwise find this group's addresses under the same keys and try to connect to
+        # them (a hang or "connection refused" in gloo's connectFullMesh).
+        store, rank, world = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout_s)))
+        dist.init_process_group("gloo", store=dist.PrefixStore("sgl-bootstrap/", store), rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
 
     def share(read: Callable[[], Any]) -> Any:
         if not distributed():

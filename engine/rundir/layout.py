@@ -264,10 +264,11 @@ class RunDir:
                               "a copy, or start the run again with `sgl run ... --overwrite`")
 
     def truncate(self, offsets: dict[str, int]) -> None:
-        """Drop what was appended after the checkpoint being resumed (refusing files that are short)."""
-        self.check_offsets(offsets)
+        """Drop what was appended after the checkpoint being resumed (refusing files that are short).
+        Only the writer's directory holds the files: another process may have no copy at all."""
         if not self.writer:
             return
+        self.check_offsets(offsets)
         for path in self._appendables():
             size = offsets.get(path.relative_to(self.path).as_posix())
             if size is None:
