@@ -5,7 +5,8 @@
   YAML text where the text itself is tested: positions, comments, syntax, extends (``spec_file``,
   ``write_spec``, ``MINI_SPEC``); ``where`` finds a position, ``problems`` collects what is wrong;
 - runs end to end: ``run_in``, reference runs (``tiny_run``, ``small_run``), ``assert_same_run``, the
-  ``sgl`` command in its own process (``sgl_process``, ``run_sgl``), run directories written by hand
+  ``sgl`` command in its own process (``sgl_process``, ``run_sgl``; ``sgl_cli`` with its streams apart, on
+  ``tiny_spec_text``), run directories written by hand
   (``write_run_dir``), CIFAR-10 batches on disk (``write_cifar10``);
 - the groups the architecture-gradient methods compute on (``make_group`` and its companions);
 - digests pinned bit for bit per kind of CPU (``recorded_digests``), the registry undone (``clean_registry``).
@@ -335,6 +336,30 @@ def run_sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
     process = sgl_process(*args, cwd=cwd, env=env)
     out, _ = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, "")
+
+
+def sgl_cli(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess[str]:
+    """``sgl ARGS`` in its own process (one thread) to its end, ``stdout`` and ``stderr`` apart: for
+    tests of what each stream says (no traceback in stderr, the run directory first in stdout)."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env=full, **kwargs)
+
+
+def tiny_spec_text(name: str, seed: int, *, search_epochs: int = 1, run_extra: str = "") -> str:
+    """One small searchable DARTS learner on a sliver of digits (4 iterations an epoch): a warm-up
+    epoch, ``search_epochs`` of search, the genotype. As YAML text, for tests that edit the text or
+    run it with the ``sgl`` command; ``run_extra`` is appended inside the ``run:`` mapping."""
+    return (f"name: {name}\n"
+            f"seed: {seed}\n"
+            "data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}\n"
+            "learners:\n"
+            "  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}\n"
+            "stages:\n"
+            "  - {name: warmup, epochs: 1, steps: [W]}\n"
+            f"  - {{name: search, epochs: {search_epochs}, steps: [A, W]}}\n"
+            "  - {name: derive}\n"
+            f"run: {{cpu: true, log_every: 2, output: runs{run_extra}}}\n")
 
 
 # --------------------------------------------------------------------------- run directories written by hand

@@ -16,27 +16,13 @@ from pathlib import Path
 
 import pytest
 
-SPEC = """\
-name: seen
-seed: 3
-data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: warmup, epochs: 1, steps: [W]}
-  - {name: search, epochs: 2, steps: [A, W]}
-  - {name: derive}
-run: {cpu: true, log_every: 2, output: runs}
-"""
+from conftest import sgl_cli as sgl, tiny_spec_text
+
+SPEC = tiny_spec_text("seen", 3, search_epochs=2)
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def sgl(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=_env(), **kwargs)
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,11 @@ from hypothesis import strategies as st
 
 from sgl.engine.cli.main import main
 
+from conftest import sgl_cli as sgl, tiny_spec_text
+
 EXAMPLES = int(os.environ.get("SGL_FUZZ_EXAMPLES", "6"))
 
-SPEC = """\
-name: damaged
-seed: 2
-data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: warmup, epochs: 1, steps: [W]}
-  - {name: search, epochs: 1, steps: [A, W]}
-  - {name: derive}
-run: {cpu: true, log_every: 2, output: runs, tensorboard: "off"}
-"""
-
-
-def sgl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=env)
+SPEC = tiny_spec_text("damaged", 2, run_extra=', tensorboard: "off"')
 
 
 @pytest.fixture(scope="module")

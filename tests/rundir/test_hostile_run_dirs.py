@@ -9,31 +9,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import sgl_cli as sgl, tiny_spec_text
+
 #: One small searchable learner: a warm-up epoch, a search epoch, the genotype (4 iterations an epoch).
-SPEC = """\
-name: hostile
-seed: 3
-data: {dataset: digits, batch_size: 16, split: {train: 0.05, val: 0.05}}
-learners:
-  alice: {kind: darts, channels: 4, layers: 3, nodes: 2}
-stages:
-  - {name: warmup, epochs: 1, steps: [W]}
-  - {name: search, epochs: 1, steps: [A, W]}
-  - {name: derive}
-run: {cpu: true, log_every: 2, output: runs}
-"""
-
-
-def sgl(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=full)
+SPEC = tiny_spec_text("hostile", 3)
 
 
 @pytest.fixture(scope="module")
