@@ -38,7 +38,14 @@ def make_accelerator(plan: RunPlan) -> Any:
     if plan.run.mixed_precision == "bf16" and not cpu:
         check_bf16()
     timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=plan.run.dist_timeout))
-    return Accelerator(cpu=cpu, mixed_precision=plan.run.mixed_precision, kwargs_handlers=[timeout])
+    accelerator = Accelerator(cpu=cpu, mixed_precision=plan.run.mixed_precision, kwargs_handlers=[timeout])
+    if plan.run.mixed_precision == "fp16" and not accelerator.native_amp and accelerator.is_main_process:
+        # Accelerate quietly computes in float32 where it has no fp16 autocast (the CPU): say so, so that
+        # a recipe written for a GPU still runs here and nobody reads its figures as fp16 ones.
+        print(f"note: run.mixed_precision is fp16, which Accelerate does not apply on the {accelerator.device.type}: "
+              "this run computes in float32 (bf16 is the CPU's mixed precision: run.mixed_precision=bf16)",
+              file=sys.stderr)
+    return accelerator
 
 
 def check_bf16() -> None:

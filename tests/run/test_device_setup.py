@@ -1,5 +1,5 @@
 """Setting up a run's device and data (issue #19): bf16 only where the GPU computes in it (fault 9),
-and data loaded by each machine's main process first (fault 5)."""
+fp16 on the CPU said to be float32, and data loaded by each machine's main process first (fault 5)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ def test_bf16_on_a_gpu_that_only_emulates_it_is_refused_with_fp16_suggested(tmp_
     assert message.startswith("run.mixed_precision: bf16 needs a GPU with bfloat16 arithmetic")
     assert "Tesla V100" in message and "run.mixed_precision=fp16" in message
 
+
+def test_fp16_on_the_cpu_is_said_to_compute_in_float32(tmp_path, capsys):
+    """Accelerate makes fp16 a no-op on the CPU without a word: the run says so on stderr."""
+    from sgl.engine.run.accelerator import make_accelerator
+
+    on_cpu = SPEC.replace("{mixed_precision: bf16}", "{mixed_precision: bf16, cpu: true}")
+    plan = compile_spec(write_spec(tmp_path, on_cpu.replace("bf16", "fp16"))).plan
+    accelerator = make_accelerator(plan)
+    assert accelerator.device.type == "cpu" and not accelerator.native_amp
+    err = capsys.readouterr().err
+    assert "run.mixed_precision is fp16, which Accelerate does not apply on the cpu" in err
+    assert "computes in float32" in err and "run.mixed_precision=bf16" in err
+    make_accelerator(compile_spec(write_spec(tmp_path, on_cpu, "bf16.yaml")).plan)  # bf16 on the CPU is applied
+    assert "fp16" not in capsys.readouterr().err
 
 def test_data_is_loaded_by_each_machines_main_process_first(tmp_path):
     from sgl.engine.run.runtime import load_bundle
