@@ -5,7 +5,6 @@ change, and up to half-precision rounding under CPU autocast."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import write_spec
@@ -80,10 +79,11 @@ def test_fused_and_plain_searches_agree_in_float64_across_a_phase_change(tmp_pat
     assert all(plain.learners[n].architecture() == fused.learners[n].architecture() for n in SEARCHED)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_fused_and_plain_searches_agree_under_cpu_autocast(tmp_path, precision):
+def test_fused_and_plain_searches_agree_under_cpu_autocast(tmp_path):
+    # bf16 only: Accelerate applies no fp16 autocast on the CPU (the run computes in float32 and says
+    # so); the fused ops under fp16 autocast are checked directly in tests/registry/test_fused_autocast.py.
     spec = write_spec(tmp_path, SPEC)
-    overrides = [f"run.mixed_precision={precision}"]
+    overrides = ["run.mixed_precision=bf16"]
     plain, fused = build_runner(spec, ["run.fused=false", *overrides]), build_runner(spec, ["run.fused=true", *overrides])
     # The first phase without A-steps: both enter P-DARTS' second phase from the same α, so both
     # prune to the same ops (half-precision rounding could otherwise tip a close pruning).
