@@ -324,11 +324,19 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert torch.equal(wa[key], wb[key]), key
 
 
+#: The ``sgl`` command, run by the interpreter of the tests.
+SGL = (sys.executable, "-m", "sgl.engine.cli.main")
+
+
+def sgl_env(env: dict | None = None) -> dict[str, str]:
+    """The environment of an ``sgl`` process started by a test: one thread, unbuffered, plus ``env``."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
 def sgl_process(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """``sgl ARGS`` in its own process (one thread), output and errors together."""
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", *args], cwd=cwd, env=full,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen([*SGL, *args], cwd=cwd, env=sgl_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def run_sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -341,9 +349,8 @@ def run_sgl(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
 def sgl_cli(*args: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess[str]:
     """``sgl ARGS`` in its own process (one thread) to its end, ``stdout`` and ``stderr`` apart: for
     tests of what each stream says (no traceback in stderr, the run directory first in stdout)."""
-    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sgl.engine.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=full, **kwargs)
+    return subprocess.run([*SGL, *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=sgl_env(env),
+                          **kwargs)
 
 
 def tiny_spec_text(name: str, seed: int, *, search_epochs: int = 1, run_extra: str = "") -> str:

@@ -67,14 +67,15 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file, in order; a torn or damaged line (a killed run, bytes that
-    are not UTF-8) is skipped."""
+    """The objects of a JSON-lines file, in order; a torn line (a killed run) or a damaged one
+    (bytes that are not UTF-8, where they break the JSON) is skipped."""
     return list(iter_jsonl(path))
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        handle = open(path, encoding="utf-8", errors="replace")  # bytes that are not UTF-8: a damaged line, skipped
+        # Bad bytes must not stop the lines after them from being read (a strict decoder raises).
+        handle = open(path, encoding="utf-8", errors="replace")
     except OSError:
         return
     with handle:

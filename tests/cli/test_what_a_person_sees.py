@@ -6,28 +6,17 @@ by Ctrl-C or a signal shown as interrupted and resumable, not failed (13)."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import sgl_cli as sgl, tiny_spec_text
+from conftest import sgl_cli as sgl, sgl_process as start, tiny_spec_text
 
 SPEC = tiny_spec_text("seen", 3, search_epochs=2)
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sgl.engine.cli.main", *args], cwd=cwd, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def when_training(run_dir: Path, process: subprocess.Popen) -> None:

@@ -53,6 +53,7 @@ def test_fp16_on_the_cpu_is_said_to_compute_in_float32(tmp_path, capsys):
     make_accelerator(compile_spec(write_spec(tmp_path, on_cpu, "bf16.yaml")).plan)  # bf16 on the CPU is applied
     assert "fp16" not in capsys.readouterr().err
 
+
 def test_data_is_loaded_by_each_machines_main_process_first(tmp_path):
     from sgl.engine.run.runtime import load_bundle
 
